@@ -1,0 +1,5 @@
+"""The ``mile-ros`` command."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,98 @@
+"""One minibatch training loop for every learner: seeded, with held-out model selection."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+__all__ = ["LoopConfig", "LoopResult", "train_loop"]
+
+
+@dataclass
+class LoopConfig:
+    """Optimisation settings common to MILE and the baselines."""
+
+    lr: float = 1e-4
+    batch_size: int = 1024
+    epochs: int = 300
+    weight_decay: float = 0.0
+    patience: int | None = 50  # epochs without held-out improvement before stopping; None: never
+    seed: int = 0
+    progress: bool = False
+    grad_clip: float | None = 10.0
+
+
+@dataclass
+class LoopResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val: float = math.inf
+    stopped_early: bool = False
+
+
+def train_loop(
+    modules: Sequence[nn.Module],
+    batch_loss: Callable[[Tensor], Tensor | tuple[Tensor, dict[str, float]]],
+    n_rows: int,
+    config: LoopConfig,
+    val_loss: Callable[[], float] | None = None,
+    desc: str = "train",
+    extra_params: Sequence[nn.Parameter] = (),
+) -> LoopResult:
+    """Minimise ``batch_loss(indices)`` over shuffled minibatches of ``range(n_rows)``.
+
+    With ``val_loss`` the modules end at the epoch with the lowest held-out loss (model selection by
+    likelihood, never by rollouts) and training stops after ``patience`` epochs without improvement.
+    """
+    params = [p for m in modules for p in m.parameters() if p.requires_grad] + list(extra_params)
+    seen: set[int] = set()
+    params = [p for p in params if not (id(p) in seen or seen.add(id(p)))]
+    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed)
+    result = LoopResult()
+    best_state = None
+    bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress, leave=False, dynamic_ncols=True)
+    for epoch in bar:
+        for m in modules:
+            m.train()
+        perm = torch.randperm(n_rows, generator=gen)
+        total, batches = 0.0, 0
+        for start in range(0, n_rows, config.batch_size):
+            out = batch_loss(perm[start : start + config.batch_size])
+            loss = out[0] if isinstance(out, tuple) else out
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            total += float(loss.detach())
+            batches += 1
+        row = {"epoch": epoch, "train_loss": total / max(batches, 1)}
+        if val_loss is not None:
+            for m in modules:
+                m.eval()
+            with torch.no_grad():
+                row["val_loss"] = float(val_loss())
+            if row["val_loss"] < result.best_val:
+                result.best_val, result.best_epoch = row["val_loss"], epoch
+                best_state = [copy.deepcopy(m.state_dict()) for m in modules]
+            elif config.patience is not None and epoch - result.best_epoch >= config.patience:
+                result.history.append(row)
+                result.stopped_early = True
+                break
+        result.history.append(row)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "epoch"})
+    if best_state is not None:
+        for m, s in zip(modules, best_state):
+            m.load_state_dict(s)
+    else:
+        result.best_epoch = len(result.history) - 1
+    for m in modules:
+        m.eval()
+    return result

@@ -1,0 +1,135 @@
+"""MileModel: the policy (pi_H), the mental model (pi_hat_R), cost and probit scale, and the losses."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .intervention import (
+    ContinuousForm,
+    ContinuousIntervention,
+    DiscreteForm,
+    DiscreteIntervention,
+    InterventionLogProbs,
+)
+from .networks import PolicyNet
+
+__all__ = ["MileLosses", "MileModel"]
+
+
+def _softplus_inverse(x: float) -> float:
+    return x + math.log(-math.expm1(-x)) if x < 20 else x
+
+
+@dataclass
+class MileLosses:
+    """Per-batch losses, each averaged over the batch's rows (so L_int + L_policy is NLL per step)."""
+
+    intervention: Tensor
+    policy: Tensor
+    total: Tensor
+
+
+class MileModel(nn.Module):
+    """The two networks of MILE and the intervention model's parameters.
+
+    ``cost`` (``c >= 0``, through a softplus) and ``sigma`` (``> 0``, through an exp) are parameters
+    that the optimiser moves only when learned; fixed ones are buffers of the same names' raw values.
+    """
+
+    def __init__(
+        self,
+        policy: PolicyNet,
+        mental: PolicyNet,
+        cost: float,
+        sigma: float,
+        learn_cost: bool = False,
+        learn_sigma: bool = False,
+        discrete_form: DiscreteForm | str = DiscreteForm.PER_ACTION,
+        continuous_form: ContinuousForm | str = ContinuousForm.EXACT,
+        quadrature_nodes: int = 32,
+    ) -> None:
+        super().__init__()
+        if policy.discrete != mental.discrete or policy.act_dim != mental.act_dim:
+            raise ValueError("policy and mental model must share the action space")
+        if cost < 0 or sigma <= 0:
+            raise ValueError(f"need cost >= 0 and sigma > 0, got cost={cost}, sigma={sigma}")
+        self.policy = policy
+        self.mental = mental
+        self.discrete = policy.discrete
+        raw_cost = torch.tensor(_softplus_inverse(max(cost, 1e-6)))
+        raw_sigma = torch.tensor(math.log(sigma))
+        if learn_cost:
+            self.raw_cost = nn.Parameter(raw_cost)
+        else:
+            self.register_buffer("raw_cost", raw_cost)
+        if learn_sigma:
+            self.raw_sigma = nn.Parameter(raw_sigma)
+        else:
+            self.register_buffer("raw_sigma", raw_sigma)
+        self.learn_cost, self.learn_sigma = learn_cost, learn_sigma
+        self.discrete_model = DiscreteIntervention(discrete_form)
+        self.continuous_model = ContinuousIntervention(continuous_form, quadrature_nodes)
+
+    # ---- parameters -------------------------------------------------------------------------
+
+    @property
+    def cost(self) -> Tensor:
+        return F.softplus(self.raw_cost)
+
+    @property
+    def sigma(self) -> Tensor:
+        return self.raw_sigma.exp()
+
+    @torch.no_grad()
+    def set_cost(self, cost: float) -> None:
+        self.raw_cost.fill_(_softplus_inverse(max(float(cost), 1e-6)))
+
+    # ---- the model --------------------------------------------------------------------------
+
+    def _log_probs(
+        self, policy_out, mental_out, human_action: Tensor | None
+    ) -> InterventionLogProbs:
+        if self.discrete:
+            return self.discrete_model.log_probs(policy_out, mental_out, self.cost, self.sigma, human_action)
+        mu, std_h = policy_out
+        m, std_r = mental_out
+        return self.continuous_model.log_probs(mu, std_h, m, std_r, self.cost, self.sigma, human_action)
+
+    def intervention_log_probs(self, obs: Tensor, human_action: Tensor | None = None) -> InterventionLogProbs:
+        """``log P(I|s)`` and, given human actions, ``log p(a_H | s, I=1)``, for stacked observations."""
+        return self._log_probs(self.policy(obs), self.mental(obs), human_action)
+
+    @torch.no_grad()
+    def intervention_probability(self, obs: Tensor) -> Tensor:
+        """``P(I=1|s)``: how likely the human is to take over in each state."""
+        return self.intervention_log_probs(obs).p_int
+
+    def losses(
+        self,
+        obs: Tensor,
+        intervention: Tensor,
+        human_action: Tensor,
+        lambda_int: float = 1.0,
+        lambda_policy: float = 1.0,
+    ) -> MileLosses:
+        """``L = lambda_int L_int + lambda_policy L_policy``; L_policy's gradient never reaches the mental model."""
+        policy_out = self.policy(obs)
+        mental_out = self.mental(obs)
+        lp = self._log_probs(policy_out, mental_out, None)
+        n = obs.shape[0]
+        flag = intervention.to(lp.log_p_int.dtype)
+        l_int = -(flag * lp.log_p_int + (1.0 - flag) * lp.log_p_no).sum() / n
+        detached = mental_out.detach() if self.discrete else tuple(t.detach() for t in mental_out)
+        mask = intervention.bool()
+        if mask.any():
+            sel = (lambda t: t[mask]) if self.discrete else (lambda t: tuple(x[mask] for x in t))
+            lp_policy = self._log_probs(sel(policy_out), sel(detached), human_action[mask])
+            l_policy = -lp_policy.log_p_action.sum() / n
+        else:
+            l_policy = l_int.new_zeros(())
+        return MileLosses(l_int, l_policy, lambda_int * l_int + lambda_policy * l_policy)

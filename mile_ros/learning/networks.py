@@ -1,0 +1,118 @@
+"""Policy and mental-model networks: Gaussian and categorical MLPs with fitted input normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CategoricalMLP", "GaussianMLP", "Normalizer", "PolicyNet", "build_policy"]
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class Normalizer(nn.Module):
+    """Per-feature standardisation whose statistics are buffers, so checkpoints carry them."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def fit(self, x: np.ndarray | Tensor, min_std: float = 1e-3) -> None:
+        """Set the statistics from data (rows are samples); constant features get ``min_std``."""
+        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(x.std(0, unbiased=False).clamp(min=min_std))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def _mlp(inp: int, hidden: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(inp, width), nn.ReLU()]
+        inp = width
+    return nn.Sequential(*layers)
+
+
+class PolicyNet(nn.Module):
+    """Common base: a normalised MLP trunk; subclasses add the distribution heads."""
+
+    discrete: bool
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.hidden = tuple(int(h) for h in hidden)
+        self.normalizer = Normalizer(obs_dim)
+        self.trunk = _mlp(obs_dim, self.hidden)
+        self.feature_dim = self.hidden[-1] if self.hidden else obs_dim
+
+    def features(self, obs: Tensor) -> Tensor:
+        return self.trunk(self.normalizer(obs))
+
+
+class GaussianMLP(PolicyNet):
+    """Diagonal Gaussian policy with state-dependent standard deviation."""
+
+    discrete = False
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__(obs_dim, hidden)
+        self.act_dim = act_dim
+        self.mean_head = nn.Linear(self.feature_dim, act_dim)
+        self.log_std_head = nn.Linear(self.feature_dim, act_dim)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(mean, std)``, each of shape ``(..., act_dim)``."""
+        h = self.features(obs)
+        log_std = self.log_std_head(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return self.mean_head(h), log_std.exp()
+
+    def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
+        mean, std = self(obs)
+        return torch.distributions.Normal(mean, std).log_prob(action).sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> Tensor:
+        mean, std = self(obs)
+        if deterministic:
+            return mean
+        return mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+
+
+class CategoricalMLP(PolicyNet):
+    """Softmax policy over ``n_actions`` discrete actions."""
+
+    discrete = True
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (64, 64)) -> None:
+        super().__init__(obs_dim, hidden)
+        self.act_dim = n_actions
+        self.logits_head = nn.Linear(self.feature_dim, n_actions)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Return log-probabilities of shape ``(..., n_actions)``."""
+        return torch.log_softmax(self.logits_head(self.features(obs)), dim=-1)
+
+    def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
+        return self(obs).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> Tensor:
+        log_p = self(obs)
+        if deterministic:
+            return log_p.argmax(-1)
+        return torch.multinomial(log_p.exp().reshape(-1, self.act_dim), 1, generator=generator).reshape(
+            log_p.shape[:-1]
+        )
+
+
+def build_policy(obs_dim: int, act_dim: int, discrete: bool, hidden: Sequence[int]) -> PolicyNet:
+    """A Gaussian or categorical MLP; ``act_dim`` is the number of actions when discrete."""
+    cls = CategoricalMLP if discrete else GaussianMLP
+    return cls(obs_dim, act_dim, hidden)

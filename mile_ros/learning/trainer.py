@@ -1,0 +1,173 @@
+"""The MILE update: fit policy and mental model jointly to every recorded step."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checkpoint import MileCheckpoint
+from .dataset import InterventionDataset
+from .intervention import ContinuousForm, DiscreteForm
+from .loop import LoopConfig, LoopResult, train_loop
+from .model import MileModel
+from .networks import build_policy
+from .spec import Spec
+
+__all__ = ["MileConfig", "MileResult", "build_model", "calibrate_cost", "fit_mile"]
+
+
+@dataclass
+class MileConfig(LoopConfig):
+    """MILE's settings; defaults are the authors' Metaworld ones (docs/mile-model.md)."""
+
+    hidden: tuple[int, ...] = (256, 256)
+    mental_hidden: tuple[int, ...] | None = None  # None: same as hidden
+    lambda_int: float = 1.0
+    lambda_policy: float = 1.0
+    cost: float = 60.0
+    sigma: float = 75.0
+    learn_cost: bool = False
+    learn_sigma: bool = False
+    discrete_form: str = DiscreteForm.PER_ACTION.value
+    continuous_form: str = ContinuousForm.EXACT.value
+    quadrature_nodes: int = 32
+    val_fraction: float = 0.2
+    padding: str = "repeat"
+    refit_normalizer: bool = False  # when starting from a checkpoint, keep its normalisation
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["mental_hidden"] = list(self.mental_hidden) if self.mental_hidden else None
+        return d
+
+
+@dataclass
+class MileResult:
+    model: MileModel
+    spec: Spec
+    config: MileConfig
+    loop: LoopResult
+    train_rows: int = 0
+    val_rows: int = 0
+    meta: dict = field(default_factory=dict)
+
+    def checkpoint(self, **meta) -> MileCheckpoint:
+        info = {
+            "trainer": "mile",
+            "config": self.config.to_dict(),
+            "best_epoch": self.loop.best_epoch,
+            "best_val_nll": self.loop.best_val if np.isfinite(self.loop.best_val) else None,
+            "epochs_run": len(self.loop.history),
+            "train_rows": self.train_rows,
+            "val_rows": self.val_rows,
+            **self.meta,
+            **meta,
+        }
+        return MileCheckpoint.from_model(self.spec, self.model, self.config.padding, info)
+
+
+def build_model(spec: Spec, config: MileConfig, init: MileCheckpoint | None = None) -> MileModel:
+    """A fresh MileModel, or one that starts from ``init`` (its policy, and its mental model or a copy)."""
+    torch.manual_seed(config.seed)
+    if init is not None:
+        mismatch = spec.describe_mismatch(init.spec)
+        if mismatch:
+            raise ValueError(f"initial checkpoint does not fit the data: {mismatch}")
+        policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, init.policy.hidden)
+        policy.load_state_dict(init.policy.state_dict())
+        source = init.mental if init.mental is not None else init.policy
+        mental_hidden = config.mental_hidden or source.hidden
+        mental = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, mental_hidden)
+        if tuple(mental_hidden) == tuple(source.hidden):
+            mental.load_state_dict(source.state_dict())
+    else:
+        policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, config.hidden)
+        mental = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, config.mental_hidden or config.hidden)
+    return MileModel(
+        policy,
+        mental,
+        config.cost,
+        config.sigma,
+        config.learn_cost,
+        config.learn_sigma,
+        config.discrete_form,
+        config.continuous_form,
+        config.quadrature_nodes,
+    )
+
+
+def _tensors(ds: InterventionDataset, padding: str) -> tuple[Tensor, Tensor, Tensor]:
+    obs = torch.from_numpy(ds.stacked_observations(padding))
+    flag = torch.from_numpy(ds.intervention)
+    if ds.spec.discrete:
+        human = torch.from_numpy(np.where(ds.intervention, ds.human_action, 0)).long()
+    else:
+        human = torch.from_numpy(np.nan_to_num(ds.human_action)).float()
+    return obs, flag, human
+
+
+def fit_mile(
+    dataset: InterventionDataset,
+    config: MileConfig | None = None,
+    init: MileCheckpoint | None = None,
+    model: MileModel | None = None,
+) -> MileResult:
+    """Fit MILE to ``dataset``; held-out episodes choose the epoch (by negative log-likelihood)."""
+    config = config or MileConfig()
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty: record at least one episode before training")
+    spec = dataset.spec
+    train, val = dataset.split_by_episode(config.val_fraction, config.seed)
+    model = model or build_model(spec, config, init)
+    obs, flag, human = _tensors(train, config.padding)
+    if init is None or config.refit_normalizer:
+        model.policy.normalizer.fit(obs)
+        model.mental.normalizer.fit(obs)
+
+    def batch_loss(idx: Tensor) -> Tensor:
+        return model.losses(obs[idx], flag[idx], human[idx], config.lambda_int, config.lambda_policy).total
+
+    val_loss = None
+    if len(val):
+        v_obs, v_flag, v_human = _tensors(val, config.padding)
+
+        def val_loss() -> float:  # the record's NLL per step, whatever the training weights
+            return float(model.losses(v_obs, v_flag, v_human).total)
+
+    loop = train_loop([model], batch_loss, len(train), config, val_loss, desc="MILE")
+    return MileResult(model, spec, config, loop, len(train), len(val))
+
+
+@torch.no_grad()
+def calibrate_cost(
+    model: MileModel, obs: Tensor | np.ndarray, target_rate: float, lo: float = 0.0, hi: float | None = None
+) -> float:
+    """Set the cost so that the mean ``P(I=1|s)`` over ``obs`` equals ``target_rate`` (bisection).
+
+    ``P(I=1|s)`` falls monotonically as the cost rises, so the answer is unique; the model's cost is
+    updated in place and returned. If even a zero cost predicts fewer interventions, 0 is returned.
+    """
+    if not 0.0 < target_rate < 1.0:
+        raise ValueError("target_rate must lie in (0, 1)")
+    obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+
+    def rate(c: float) -> float:
+        model.set_cost(c)
+        return float(model.intervention_probability(obs).mean())
+
+    if rate(lo) <= target_rate:
+        return lo
+    hi = hi if hi is not None else max(1.0, float(model.cost))
+    while rate(hi) > target_rate:
+        hi *= 2.0
+        if hi > 1e9:
+            raise RuntimeError("could not bring the intervention rate down to the target")
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if rate(mid) > target_rate else (lo, mid)
+    model.set_cost(hi)
+    return hi

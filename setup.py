@@ -1,0 +1,98 @@
+"""ament_python package definition for mile_ros (also installs with pip alone)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "mile_ros"
+
+# Nodes: one module each under mile_ros/nodes/, one console script each.
+NODES = [
+    "metaworld_bridge",
+    "policy_node",
+    "arbitration_node",
+    "simulated_human",
+    "recorder_node",
+    "trainer_node",
+    "session_manager",
+    "widowx_driver",
+    "webcam_node",
+    "r3m_encoder",
+    "ps3_teleop",
+]
+
+ROS = [
+    "ros-kilted-rclpy[fastrtps]",
+    "ros-kilted-std-msgs",
+    "ros-kilted-sensor-msgs",
+    "ros-kilted-geometry-msgs",
+    "ros-kilted-std-srvs",
+    "ros-kilted-rosgraph-msgs",
+    "ros-kilted-builtin-interfaces",
+]
+SIM = [
+    "metaworld==3.1.1",
+    "mujoco==3.3.0",
+    "gymnasium>=1.0,<2",
+    "packaging",
+    "box2d==2.3.10",
+    "stable-baselines3>=2.3,<3",
+    "matplotlib>=3.7",
+]
+ROBOT = ["opencv-python-headless>=4.8", "pygame>=2.5,<3"]
+# torchvision 0.29.1 exists here only beside torch 2.14.1 (a 5.5 GB CUDA build that runs on CPU).
+VISION = ["torchvision==0.29.1", *ROBOT]
+TEST = [
+    "pytest>=7.4",
+    "ruff>=0.6",
+    "colcon-core",
+    "colcon-ros",
+    "colcon-python-setup-py",
+    "colcon-package-selection",
+    "colcon-output",
+    "colcon-library-path",
+    "colcon-defaults",
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/sim", glob("sim/*.yaml")),
+    ],
+    python_requires=">=3.11",
+    install_requires=[
+        "numpy>=1.26",
+        # 2.13.0 is the small CPU build; the vision extra moves it to 2.14.1 for torchvision.
+        "torch>=2.13.0,<=2.14.1",
+        "scipy>=1.11",
+        "pyyaml>=6",
+        "tqdm>=4.66",
+        "rosbags>=0.10",
+    ],
+    extras_require={
+        "ros": ROS,
+        "sim": SIM,
+        "robot": ROBOT,
+        "vision": VISION,
+        "test": TEST,
+        "all": ROS + SIM + VISION + TEST,
+    },
+    zip_safe=True,
+    maintainer="mile_ros developers",
+    maintainer_email="mile-ros@example.org",
+    description="MILE (Model-based Intervention Learning) on ROS 2: learn a robot policy from human interventions.",
+    license="MIT",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "mile-ros = mile_ros.cli:main",
+            *[f"{node} = mile_ros.nodes.{node}:main" for node in NODES],
+        ],
+    },
+)
