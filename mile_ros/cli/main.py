@@ -1,0 +1,50 @@
+"""``mile-ros``: one command with a subcommand per job.
+
+Each subcommand lives in its own module under ``mile_ros.cli`` and exposes
+``register(subparsers) -> None``, which adds its parser and sets ``func`` to a callable taking the
+parsed arguments and returning an exit code. Modules are imported only when listed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS = (
+    "demo",  # offline MILE demo on data drawn from a known model
+    "bench",  # speed benchmarks: training, encoder
+    "init_policy",  # mediocre initial policies for the simulation tasks
+    "experiment",  # the paper's simulation experiments: mile-ros benchmark
+    "sim",  # the simulated intervention session on the ROS 2 graph
+    "train",  # the trainer, once, on a directory of bags
+    "doctor",  # checks a machine before a real-robot session
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mile-ros", description="MILE: learn a robot policy from human interventions.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"mile_ros.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"mile_ros.cli.{name}":
+                continue  # not written yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
