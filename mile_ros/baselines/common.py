@@ -1,0 +1,135 @@
+"""What every baseline shares: cloning the initial policy, demonstrations, sample modes, hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+
+from mile_ros.learning import (
+    BCConfig,
+    InterventionDataset,
+    MileCheckpoint,
+    PolicyNet,
+    build_policy,
+    fit_bc,
+)
+
+__all__ = [
+    "DEMO_EPISODE_OFFSET",
+    "BaselineConfig",
+    "clone_policy",
+    "human_or_robot_actions",
+    "merge_demos",
+    "task_key",
+    "weighted_bc",
+]
+
+# Demonstration episodes get ids far above any recorded episode so that the two never collide.
+DEMO_EPISODE_OFFSET = 1_000_000
+
+
+@dataclass
+class BaselineConfig(BCConfig):
+    """Weighted-BC settings shared by the imitation baselines (a BCConfig plus bookkeeping)."""
+
+    fit_normalizer: bool = False  # fine-tuning keeps the initial policy's input statistics
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def updated(self, **overrides: Any) -> BaselineConfig:
+        """A copy with ``overrides`` applied; unknown names raise (a typo must not pass silently)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown setting(s) for {type(self).__name__}: {sorted(unknown)}")
+        return replace(self, **overrides)
+
+
+def task_key(task: str | None) -> str:
+    """The paper's hyperparameter column for a task name (other Metaworld tasks use drawer-open's)."""
+    if task is None:
+        return "drawer-open"
+    name = task.lower()
+    if "lunar" in name:
+        return "lunarlander"
+    for key in ("drawer-open", "peg-insert-side", "button-press"):
+        if name.startswith(key):
+            return key
+    return "drawer-open"
+
+
+def clone_policy(init: MileCheckpoint) -> PolicyNet:
+    """A fresh network with the initial policy's architecture, weights and normalisation."""
+    spec = init.spec
+    policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, init.policy.hidden)
+    policy.load_state_dict(init.policy.state_dict())
+    return policy
+
+
+def merge_demos(dataset: InterventionDataset, demos: InterventionDataset | None) -> InterventionDataset:
+    """``dataset`` plus expert demonstrations, every demo row treated as an intervention (I=1, a_H = expert).
+
+    A demo dataset may store the expert's action as its robot action (a plain rollout of the expert)
+    or as a human action; where the human action is missing the robot action is used.
+    """
+    if demos is None or len(demos) == 0:
+        return dataset
+    mismatch = dataset.spec.describe_mismatch(demos.spec)
+    if mismatch:
+        raise ValueError(f"demonstrations do not fit the dataset: {mismatch}")
+    if demos.spec.discrete:
+        have = (demos.human_action >= 0) & (demos.human_action < demos.spec.act_dim)
+        expert = np.where(have, demos.human_action, demos.robot_action)
+    else:
+        have = np.isfinite(demos.human_action).all(1)
+        expert = np.where(have[:, None], demos.human_action, demos.robot_action)
+    episodes = demos.episode - demos.episode.min() + DEMO_EPISODE_OFFSET
+    relabelled = InterventionDataset(
+        demos.spec, demos.observation, expert, np.ones(len(demos), bool), expert, episodes, demos.step
+    )
+    return InterventionDataset.concatenate([dataset, relabelled])
+
+
+def human_or_robot_actions(dataset: InterventionDataset) -> np.ndarray:
+    """The executed action of every row: the human's where I=1, the robot's where I=0."""
+    if dataset.spec.discrete:
+        return np.where(dataset.intervention, dataset.human_action, dataset.robot_action)
+    return np.where(dataset.intervention[:, None], dataset.human_action, dataset.robot_action)
+
+
+def weighted_bc(
+    dataset: InterventionDataset,
+    init: MileCheckpoint,
+    actions: np.ndarray,
+    weights: np.ndarray,
+    config: BaselineConfig,
+    desc: str,
+) -> tuple[PolicyNet, dict[str, Any]]:
+    """Fine-tune a clone of the initial policy by BC on rows with positive weight; returns policy and info."""
+    keep = weights > 0
+    policy = clone_policy(init)
+    if not keep.any():  # nothing to learn from: the initial policy is the honest answer
+        return policy, {
+            "bc_rows": 0,
+            "epochs_run": 0,
+            "note": "no rows with positive weight; initial policy kept",
+        }
+    obs = dataset.stacked_observations()[keep]
+    policy, loop = fit_bc(
+        dataset.spec,
+        obs,
+        actions[keep],
+        dataset.episode[keep],
+        weights[keep],
+        config,
+        policy=policy,
+        desc=desc,
+    )
+    info = {
+        "bc_rows": int(keep.sum()),
+        "epochs_run": len(loop.history),
+        "best_epoch": loop.best_epoch,
+        "best_val_nll": loop.best_val if np.isfinite(loop.best_val) else None,
+    }
+    return policy, info

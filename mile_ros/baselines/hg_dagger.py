@@ -1,0 +1,36 @@
+"""HG-DAgger (Kelly et al. 2019): aggregate every intervention segment and retrain by behaviour cloning.
+
+Only the steps where the human held control carry a label; the robot's own steps are ignored.
+The policy is fine-tuned from a clone of the common initial policy on the aggregate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mile_ros.learning import InterventionDataset, MileCheckpoint
+
+from .common import BaselineConfig, merge_demos, weighted_bc
+
+__all__ = ["HGDaggerConfig", "train"]
+
+
+@dataclass
+class HGDaggerConfig(BaselineConfig):
+    lr: float = 1e-4
+    epochs: int = 1000
+
+
+def train(
+    dataset: InterventionDataset,
+    init: MileCheckpoint,
+    config: HGDaggerConfig | None = None,
+    demos: InterventionDataset | None = None,
+) -> MileCheckpoint:
+    config = config or HGDaggerConfig()
+    data = merge_demos(dataset, demos)
+    weights = data.intervention.astype(np.float32)
+    policy, info = weighted_bc(data, init, data.human_action, weights, config, desc="HG-DAgger")
+    return MileCheckpoint(data.spec, policy, meta={"trainer": "hg_dagger", **info})
