@@ -1,0 +1,336 @@
+"""The simulated human of MILE's simulation experiments (docs/mile-model.md, the paper's section 5).
+
+Each step the human computes ``P(I=1|s)`` from the intervention model, with the scripted expert as
+``pi_H`` and a behaviour-cloned model of the robot's policy as the mental model ``pi_hat_R``; draws
+``I ~ Bernoulli(P(I=1|s))``; and, when intervening, acts from eq. 3 (``pi_H`` tilted by the
+probability of stepping in for that action) or simply with the expert's own action.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.special import ndtr
+
+from mile_ros.learning import (
+    BCConfig,
+    ContinuousIntervention,
+    DiscreteIntervention,
+    FrameStacker,
+    MileCheckpoint,
+    PolicyNet,
+    PolicyRunner,
+    Spec,
+    fit_bc,
+    load_checkpoint,
+)
+
+from .envs import SimEnv, make_env
+from .experts import Expert, make_expert
+from .presets import load_preset
+
+__all__ = ["ACTION_MODES", "MentalModelFit", "SimulatedHuman", "fit_mental_model", "make_simulated_human"]
+
+ACTION_MODES = ("eq3", "expert")
+MENTAL_SEED_OFFSET = 1_000_000  # mental-model rollouts never reuse evaluation seeds
+
+
+@dataclass
+class MentalModelFit:
+    """A behaviour-cloned model of the robot's policy and the rollout states it was fit on."""
+
+    net: PolicyNet
+    stacked_obs: np.ndarray
+    frames: np.ndarray
+    robot_success_rate: float
+    rollouts: int
+    seconds: float
+
+
+def _load(checkpoint: str | Any) -> MileCheckpoint:
+    return checkpoint if isinstance(checkpoint, MileCheckpoint) else load_checkpoint(checkpoint)
+
+
+def fit_mental_model(
+    task: str,
+    checkpoint: str | MileCheckpoint,
+    rollouts: int | None = None,
+    seed: int = 0,
+    env: SimEnv | None = None,
+    config: BCConfig | None = None,
+) -> MentalModelFit:
+    """Roll the robot's policy out ``rollouts`` times and behaviour-clone what it did.
+
+    Defaults come from the task preset's ``mental_model`` section. The rollouts use seeds far from
+    the evaluation seeds, offset by ``seed``.
+    """
+    import time
+
+    from .rollout import run_episode
+
+    started = time.perf_counter()
+    preset = load_preset(task)["mental_model"]
+    rollouts = int(rollouts if rollouts is not None else preset["rollouts"])
+    if rollouts <= 0:
+        raise ValueError(f"rollouts must be positive, got {rollouts}")
+    ckpt = _load(checkpoint)
+    own_env = env is None
+    env = env or make_env(task, seed=seed)
+    try:
+        runner = PolicyRunner(ckpt)
+        episodes = [run_episode(env, runner, MENTAL_SEED_OFFSET + 1000 * seed + i) for i in range(rollouts)]
+    finally:
+        if own_env:
+            env.close()
+    from .rollout import episodes_to_dataset
+
+    data = episodes_to_dataset(episodes)
+    stacked = data.stacked_observations(ckpt.padding)
+    config = config or BCConfig(
+        hidden=tuple(preset.get("hidden") or ckpt.policy.hidden),
+        lr=float(preset["lr"]),
+        epochs=int(preset["epochs"]),
+        batch_size=int(preset["batch_size"]),
+        patience=int(preset["patience"]),
+        seed=seed,
+    )
+    net, _ = fit_bc(data.spec, stacked, data.robot_action, data.episode, config=config, desc="mental model")
+    return MentalModelFit(
+        net,
+        stacked,
+        data.observation,
+        float(np.mean([ep.success for ep in episodes])),
+        rollouts,
+        time.perf_counter() - started,
+    )
+
+
+class SimulatedHuman:
+    """A noisy expert who steps in when their action beats what they expect of the robot.
+
+    ``action_mode``: ``"eq3"`` draws the intervening action from ``pi_H(a|s) Phi((v(s,a)-c)/sigma)``
+    (rejection sampling for Gaussians, exact for discrete actions); ``"expert"`` uses the scripted
+    expert's own action. ``min_takeover_steps`` keeps a takeover going for at least that many steps,
+    as a person holding the gamepad would. Usable one step at a time: :meth:`decide` takes the
+    stacked observation (for the mental model) and the current frame (for the expert).
+    """
+
+    def __init__(
+        self,
+        expert: Expert,
+        mental: PolicyNet | MentalModelFit,
+        spec: Spec,
+        cost: float,
+        sigma: float,
+        action_mode: str = "eq3",
+        min_takeover_steps: int = 1,
+        seed: int = 0,
+        clip_actions: bool = True,
+        padding: str = "repeat",
+        max_draws: int = 100_000,
+    ) -> None:
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
+        if cost < 0 or not sigma > 0:
+            raise ValueError(f"need cost >= 0 and sigma > 0, got cost={cost}, sigma={sigma}")
+        if min_takeover_steps < 1:
+            raise ValueError("min_takeover_steps must be at least 1")
+        if expert.discrete != spec.discrete:
+            raise ValueError("expert and spec disagree on discrete actions")
+        self.expert, self.spec = expert, spec
+        self.set_mental(mental)
+        self.cost, self.sigma = float(cost), float(sigma)
+        self.action_mode = action_mode
+        self.min_takeover_steps = int(min_takeover_steps)
+        self.clip_actions = clip_actions
+        self.max_draws = max_draws
+        self.stacker = FrameStacker(spec.obs_dim, spec.frame_stack, padding)
+        self.rng = np.random.default_rng(seed)
+        self._continuous = ContinuousIntervention()
+        self._discrete = DiscreteIntervention()
+        self._takeover_left = 0
+        self.last_probability = math.nan
+        self.fallback_draws = 0  # eq.-3 draws that hit max_draws (then the most likely action is used)
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def set_mental(self, mental: PolicyNet | MentalModelFit) -> None:
+        """Use another mental model (e.g. refit on the robot's current policy each iteration)."""
+        self.mental = (mental.net if isinstance(mental, MentalModelFit) else mental).eval()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode (optionally reseeding the human's randomness)."""
+        self.stacker.reset()
+        self._takeover_left = 0
+        self.last_probability = math.nan
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, 7919])
+
+    # ---- the intervention model -------------------------------------------------------------
+
+    @torch.no_grad()
+    def _model_inputs(self, stacked_obs: np.ndarray, frames: np.ndarray) -> tuple:
+        """Expert and mental-model distributions for a batch of states, as tensors."""
+        obs = torch.as_tensor(np.asarray(stacked_obs, dtype=np.float32)).reshape(-1, self.spec.stacked_dim)
+        frames = np.asarray(frames).reshape(len(obs), self.spec.obs_dim)
+        mental_out = self.mental(obs)
+        if self.spec.discrete:
+            log_pi_h = torch.as_tensor(np.stack([self.expert.distribution(f) for f in frames]))
+            return log_pi_h, mental_out
+        dists = [self.expert.distribution(f) for f in frames]
+        mu = torch.as_tensor(np.stack([d[0] for d in dists]))
+        std = torch.as_tensor(np.stack([d[1] for d in dists]))
+        return (mu, std), mental_out
+
+    def _p_int(self, expert_out: Any, mental_out: Any, cost: float) -> torch.Tensor:
+        c, s = torch.tensor(cost), torch.tensor(self.sigma)
+        if self.spec.discrete:
+            return self._discrete.log_probs(expert_out, mental_out, c, s).p_int
+        (mu, std), (m, std_r) = expert_out, mental_out
+        return self._continuous.log_probs(mu, std, m, std_r, c, s).p_int
+
+    def intervention_probability(self, stacked_obs: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """``P(I=1|s)`` (eq. 1) for a batch of states (stacked observations and their current frames)."""
+        expert_out, mental_out = self._model_inputs(stacked_obs, frames)
+        return self._p_int(expert_out, mental_out, self.cost).numpy().astype(np.float64)
+
+    def calibrate(
+        self, stacked_obs: np.ndarray, frames: np.ndarray, target_rate: float = 0.3, margin: float = 0.0
+    ) -> float:
+        """Set the cost so that the mean ``P(I=1|s)`` over these states is ``target_rate - margin``.
+
+        ``P(I=1|s)`` falls monotonically in the cost, so bisection finds it; when even a zero cost
+        predicts fewer interventions the cost becomes 0. Returns the new cost.
+        """
+        target = target_rate - margin
+        if not 0.0 < target < 1.0:
+            raise ValueError(f"target rate must lie in (0, 1), got {target}")
+        expert_out, mental_out = self._model_inputs(stacked_obs, frames)
+
+        def rate(c: float) -> float:
+            return float(self._p_int(expert_out, mental_out, c).mean())
+
+        lo, hi = 0.0, max(1.0, self.cost)
+        if rate(lo) <= target:
+            self.cost = 0.0
+            return self.cost
+        while rate(hi) > target:
+            lo, hi = hi, hi * 2.0
+            if hi > 1e9:
+                raise RuntimeError("could not bring the intervention rate down to the target")
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if rate(mid) > target else (lo, mid)
+        self.cost = hi  # the side at or under the target
+        return self.cost
+
+    # ---- acting -----------------------------------------------------------------------------
+
+    def draw_action(self, stacked_obs: np.ndarray, frame: np.ndarray) -> Any:
+        """A human action given that the human intervenes (eq. 3, or the expert's own action)."""
+        if self.action_mode == "expert":
+            return self.expert.act(frame)
+        expert_out, mental_out = self._model_inputs(stacked_obs, frame)
+        if self.spec.discrete:
+            return self._draw_discrete(expert_out[0], mental_out[0])
+        return self._draw_continuous(expert_out, mental_out)
+
+    def _draw_discrete(self, log_pi_h: torch.Tensor, log_pi_r: torch.Tensor) -> int:
+        v = DiscreteIntervention.value_gap(log_pi_h, log_pi_r).numpy().astype(np.float64)
+        weight = np.exp(log_pi_h.numpy().astype(np.float64)) * ndtr((v - self.cost) / self.sigma)
+        if weight.sum() <= 0:
+            self.fallback_draws += 1
+            return int(np.argmax(v))
+        return int(self.rng.choice(len(weight), p=weight / weight.sum()))
+
+    def _draw_continuous(self, expert_out: tuple, mental_out: tuple) -> np.ndarray:
+        (mu, std), (m, std_r) = expert_out, mental_out
+        mu, std = mu[0].numpy().astype(np.float64), std[0].numpy().astype(np.float64)
+        m, std_r = m[0].numpy().astype(np.float64), std_r[0].numpy().astype(np.float64)
+        spread = float((((std_r**2) + (m - mu) ** 2) / std**2).sum())
+        # Rejection sampling: a ~ pi_H, accepted with probability Phi((v(s,a) - c) / sigma),
+        # v = (D - q(a)) / 2; candidates in batches so that rare acceptance stays fast.
+        drawn, batch = 0, 256
+        while drawn < self.max_draws:
+            z = self.rng.standard_normal((batch, len(mu)))
+            q = (z**2).sum(1)
+            accept = self.rng.random(batch) < ndtr((0.5 * (spread - q) - self.cost) / self.sigma)
+            if accept.any():
+                return self._finish(mu + std * z[int(np.argmax(accept))])
+            drawn += batch
+            batch = min(batch * 4, 65_536)
+        self.fallback_draws += 1
+        return self._finish(mu)  # the most likely action under eq. 3 (q = 0)
+
+    def _finish(self, action: np.ndarray) -> np.ndarray:
+        if self.clip_actions and self.spec.action_low is not None and self.spec.action_high is not None:
+            action = np.clip(action, self.spec.action_low, self.spec.action_high)
+        return np.asarray(action, dtype=np.float32)
+
+    def decide(self, stacked_obs: np.ndarray, frame: np.ndarray) -> tuple[bool, Any]:
+        """One step: ``(intervene, action)``; action is None when not intervening.
+
+        ``last_probability`` holds this state's ``P(I=1|s)``.
+        """
+        p = float(self.intervention_probability(stacked_obs, frame)[0])
+        self.last_probability = p
+        if self._takeover_left > 0:
+            self._takeover_left -= 1
+            intervene = True
+        else:
+            intervene = bool(self.rng.random() < p)
+            if intervene:
+                self._takeover_left = self.min_takeover_steps - 1
+        return intervene, (self.draw_action(stacked_obs, frame) if intervene else None)
+
+    def act(self, frame: np.ndarray) -> tuple[bool, Any]:
+        """:meth:`decide` with this human's own frame stacking (call :meth:`reset` at episode start)."""
+        return self.decide(self.stacker.push(frame), frame)
+
+    # ---- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_preset(
+        cls, task: str, env: SimEnv, mental: PolicyNet | MentalModelFit, seed: int = 0, **overrides: Any
+    ) -> SimulatedHuman:
+        """A human with the task preset's cost, probit scale, expert noise and options."""
+        preset = load_preset(task)
+        human = preset["human"]
+        expert = make_expert(task, env)
+        kwargs = dict(
+            cost=float(preset["cost"]),
+            sigma=float(preset["sigma"]),
+            action_mode=human["action_mode"],
+            min_takeover_steps=int(human["min_takeover_steps"]),
+            seed=seed,
+        )
+        kwargs.update(overrides)
+        return cls(expert, mental, env.spec, **kwargs)
+
+
+def make_simulated_human(
+    task: str,
+    checkpoint: str | MileCheckpoint,
+    env: SimEnv,
+    seed: int = 0,
+    rollouts: int | None = None,
+    calibrate: bool = True,
+    target_rate: float | None = None,
+    **overrides: Any,
+) -> tuple[SimulatedHuman, MentalModelFit]:
+    """Fit the mental model on the robot's rollouts, build the human and (by default) calibrate its cost."""
+    fit = fit_mental_model(task, checkpoint, rollouts=rollouts, seed=seed)
+    human = SimulatedHuman.from_preset(task, env, fit, seed=seed, **overrides)
+    if calibrate:
+        preset = load_preset(task)
+        human.calibrate(
+            fit.stacked_obs,
+            fit.frames,
+            float(target_rate if target_rate is not None else preset["target_intervention_rate"]),
+            float(preset["human"]["calibration_margin"]),
+        )
+    return human, fit
