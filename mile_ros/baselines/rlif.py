@@ -192,7 +192,7 @@ def _train_sac(
             with torch.no_grad():
                 for p, tp in zip(critic.parameters(), target.parameters()):
                     tp.lerp_(p, cfg.tau)
-            critic_losses.append(float(loss_q))
+            critic_losses.append(loss_q.item())
         obs = sampler.sample(cfg.batch_size)[0]
         a, logp = sample_action(obs)
         loss_pi = (log_alpha.exp().detach() * logp - critic(obs, a).mean(0)).mean()
@@ -203,7 +203,7 @@ def _train_sac(
         opt_alpha.zero_grad(set_to_none=True)
         loss_alpha.backward()
         opt_alpha.step()
-        actor_losses.append(float(loss_pi))
+        actor_losses.append(loss_pi.item())
     actor.eval()
     info = {
         "backbone": "sac-rlpd",
@@ -242,7 +242,7 @@ def _train_dqn(
         with torch.no_grad():
             for p, tp in zip(q_net.parameters(), target.parameters()):
                 tp.lerp_(p, cfg.tau)
-        losses.append(float(loss))
+        losses.append(loss.item())
     with torch.no_grad():  # the policy: softmax(Q / temperature), the greedy action unchanged
         q_net.logits_head.weight.div_(cfg.dqn_temperature)
         q_net.logits_head.bias.div_(cfg.dqn_temperature)
