@@ -21,7 +21,11 @@ def train(
 ) -> MileCheckpoint:
     config = config or MileConfig()
     data = merge_demos(dataset, demos)
-    # The initial policy's mental model (if it has one) belongs to another robot; start from the policy.
-    start = MileCheckpoint(init.spec, init.policy, None, config.cost, config.sigma)
+    # Continue MILE's own previous fit (iterative training) with its mental model; any other
+    # checkpoint's mental model belongs to another learner, so MILE's starts as a copy of the policy.
+    if init.mental is not None and init.meta.get("trainer") == "mile":
+        start = init
+    else:
+        start = MileCheckpoint(init.spec, init.policy, None, config.cost, config.sigma)
     result = fit_mile(data, config, init=start)
     return result.checkpoint(trainer="mile")

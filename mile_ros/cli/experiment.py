@@ -1,0 +1,89 @@
+"""``mile-ros benchmark``: the paper's simulation experiments, resumable, on every core you give it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DEFAULT_TASKS = ("drawer-open-v3",)
+DEFAULT_METHODS = ("mile", "bc_intervention", "hg_dagger", "iwr", "sirius", "rlif")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "benchmark",
+        help="run the paper's simulation experiments (single, iterative, demos, prediction)",
+        description="Task x method x seed cells over a process pool; rerun with the same --out to resume",
+    )
+    p.add_argument("--experiment", required=True, choices=("single", "iterative", "demos", "prediction"))
+    p.add_argument(
+        "--tasks", nargs="+", default=list(DEFAULT_TASKS), help="Metaworld v3 names or LunarLander-v3"
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_METHODS),
+        help="methods, optionally with overrides: mile@continuous_form=authors,learn_cost=true",
+    )
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--iterations", type=int, default=20, help="iterations (single: always 1)")
+    p.add_argument("--episodes", type=int, default=1, help="intervention episodes per iteration")
+    p.add_argument("--demos", nargs="+", type=int, default=[0, 5, 10, 15], help="demos experiment: counts")
+    p.add_argument(
+        "--preset", default="quick", help="quick, smoke or paper (see mile_ros/experiments/presets.py)"
+    )
+    p.add_argument(
+        "--refit-mental", action="store_true", help="refit the human's mental model every iteration"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
+    p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")
+    p.add_argument(
+        "--report-only", action="store_true", help="only rewrite the summary and plots from the CSV"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mile_ros.baselines import METHODS
+    from mile_ros.experiments import BenchmarkPlan, get_preset, parse_method, run_benchmark, write_report
+    from mile_ros.sim import valid_tasks
+
+    try:
+        get_preset(args.preset)
+        for m in args.methods:
+            name, _ = parse_method(m)
+            if name not in METHODS:
+                raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+        valid = set(valid_tasks())
+        bad = [t for t in args.tasks if t not in valid]
+        if bad:
+            raise ValueError(
+                f"unknown task(s) {', '.join(bad)}; e.g. drawer-open-v3, peg-insert-side-v3, LunarLander-v3"
+            )
+        if args.iterations < 1 or args.episodes < 1 or args.workers < 1:
+            raise ValueError("--iterations, --episodes and --workers must be at least 1")
+    except ValueError as exc:
+        print(f"mile-ros benchmark: {exc}", file=sys.stderr)
+        return 2
+    csv_path = args.out / f"{args.experiment}.csv"
+    if not args.report_only:
+        plan = BenchmarkPlan(
+            args.experiment,
+            args.tasks,
+            args.methods,
+            args.seeds,
+            args.iterations,
+            args.episodes,
+            args.demos,
+            args.preset,
+            args.refit_mental,
+        )
+        csv_path = run_benchmark(plan, args.out, args.workers)
+    if not csv_path.is_file():
+        print(f"mile-ros benchmark: no results in {csv_path}", file=sys.stderr)
+        return 1
+    summary = write_report(csv_path)
+    print(summary.read_text())
+    print(f"summary: {summary}")
+    return 0

@@ -1,0 +1,208 @@
+"""One cell of an experiment: a task x method x seed, from the cached setup to a list of CSV rows.
+
+The iterative loop (the paper's Fig. 4) is the core: each iteration the method's current policy
+runs ``episodes`` episodes under the simulated human, the record grows, the method is trained on
+all of it (continuing from its previous policy) and the new policy is evaluated. The single-
+iteration experiment (Fig. 3) is one iteration: every method then sees the same data, because the
+first round is collected by the common initial policy on the same seeds with the same human. The
+demonstration ablation (Fig. 5) is the same loop with expert demonstrations given to the baselines.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from mile_ros import baselines
+from mile_ros.baselines.bc_intervention import intervention_probability as classifier_probability
+from mile_ros.learning import InterventionDataset, MileCheckpoint, PolicyRunner, load_checkpoint
+from mile_ros.sim import evaluate, fit_mental_model, make_env
+from mile_ros.sim.rollout import Episode, run_episode
+
+from .metrics import prediction_scores
+from .presets import ExperimentPreset, parse_method
+from .tasks import EVAL_SEED, HumanSetup, TaskSetup, build_human, expert_demos
+
+__all__ = ["Cell", "run_cell"]
+
+COLLECT_SEED = 10_000  # collection episodes never reuse evaluation seeds
+
+
+@dataclass(frozen=True)
+class Cell:
+    experiment: str
+    task: str
+    method: str  # a method name, optionally with overrides: "mile@continuous_form=authors"
+    seed: int
+    iterations: int
+    episodes: int
+    demos: int = 0
+    refit_mental: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return (self.experiment, self.task, self.method, str(self.seed), str(self.demos))
+
+
+def _collect(env, policy: MileCheckpoint, human, cell: Cell, iteration: int) -> list[Episode]:
+    runner = PolicyRunner(policy)
+    first = COLLECT_SEED + 1000 * cell.seed + cell.episodes * (iteration - 1)
+    return [run_episode(env, runner, first + j, human=human) for j in range(cell.episodes)]
+
+
+def _as_dataset(episodes: list[Episode], first_id: int) -> InterventionDataset:
+    return InterventionDataset.concatenate([ep.to_dataset(first_id + i) for i, ep in enumerate(episodes)])
+
+
+def _train(
+    method: str, data: InterventionDataset, current: MileCheckpoint, cell: Cell, preset, it: int, demos
+):
+    name, extra = parse_method(method)
+    overrides = {**preset.overrides(name), **extra, "seed": 1000 * cell.seed + it}
+    config = baselines.default_config(name, cell.task, iterative=cell.iterations > 1, **overrides)
+    return baselines.train(name, data, current, config, demos=demos if name != "mile" else None)
+
+
+def run_cell(
+    cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset: ExperimentPreset
+) -> list[dict[str, Any]]:
+    """Run one cell; returns its rows (one per iteration, or per predictor and iteration)."""
+    torch.set_num_threads(1)  # one core per cell: the process pool supplies the parallelism
+    if cell.experiment == "prediction":
+        return _run_prediction(cell, task, human_setup, preset)
+    return _run_iterative(cell, task, human_setup, preset)
+
+
+def _base_row(cell: Cell, task: TaskSetup, human_setup: HumanSetup) -> dict[str, Any]:
+    return {
+        "experiment": cell.experiment,
+        "task": cell.task,
+        "method": cell.method,
+        "seed": cell.seed,
+        "demos": cell.demos,
+        "episodes_per_iteration": cell.episodes,
+        "expert_success": task.expert_success,
+        "expert_return": task.expert_return,
+        "human_cost": human_setup.cost,
+        "human_sigma": human_setup.sigma,
+    }
+
+
+def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset) -> list[dict[str, Any]]:
+    started = time.perf_counter()
+    env = make_env(cell.task, seed=cell.seed)
+    rows = [
+        {
+            **_base_row(cell, task, human_setup),
+            "iteration": 0,
+            "steps_total": 0,
+            "intervened_steps": 0,
+            "intervention_rate": float("nan"),
+            "success_rate": task.init_success,
+            "success_se": float("nan"),
+            "mean_return": task.init_return,
+            "sim_s": 0.0,
+            "train_s": 0.0,
+            "eval_s": 0.0,
+            "cell_s": 0.0,
+        }
+    ]
+    try:
+        human = build_human(human_setup, env, cell.seed)
+        t = time.perf_counter()
+        demos = expert_demos(cell.task, cell.demos, env)
+        demo_s = time.perf_counter() - t
+        current = task.init
+        parts: list[InterventionDataset] = []
+        intervened = 0
+        for it in range(1, cell.iterations + 1):
+            t0 = time.perf_counter()
+            if cell.refit_mental and it > 1:
+                human.set_mental(
+                    fit_mental_model(cell.task, current, rollouts=preset.mental_rollouts, seed=cell.seed)
+                )
+            episodes = _collect(env, current, human, cell, it)
+            parts.append(_as_dataset(episodes, cell.episodes * (it - 1)))
+            data = InterventionDataset.concatenate(parts)
+            new_int = sum(ep.intervention_count for ep in episodes)
+            intervened += new_int
+            t1 = time.perf_counter()
+            current = _train(cell.method, data, current, cell, preset, it, demos)
+            t2 = time.perf_counter()
+            result = evaluate(cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1)
+            t3 = time.perf_counter()
+            rows.append(
+                {
+                    **_base_row(cell, task, human_setup),
+                    "iteration": it,
+                    "steps_total": len(data),
+                    "intervened_steps": intervened,
+                    "intervention_rate": new_int / max(sum(ep.length for ep in episodes), 1),
+                    "success_rate": result.success_rate,
+                    "success_se": result.success_se,
+                    "mean_return": result.mean_return,
+                    "sim_s": t1 - t0 + (demo_s if it == 1 else 0.0),
+                    "train_s": t2 - t1,
+                    "eval_s": t3 - t2,
+                    "cell_s": time.perf_counter() - started,
+                }
+            )
+    finally:
+        env.close()
+    return rows
+
+
+def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset) -> list[dict[str, Any]]:
+    """MILE trained iteratively; before training on iteration k, every predictor (fit on iterations
+    before k) scores iteration k's interventions. The simulated human's own P(I=1|s) is the ceiling.
+    """
+    started = time.perf_counter()
+    env = make_env(cell.task, seed=cell.seed)
+    rows: list[dict[str, Any]] = []
+    try:
+        human = build_human(human_setup, env, cell.seed)
+        current = task.init
+        parts: list[InterventionDataset] = []
+        for it in range(1, cell.iterations + 1):
+            t0 = time.perf_counter()
+            episodes = _collect(env, current, human, cell, it)
+            new = _as_dataset(episodes, cell.episodes * (it - 1))
+            t1 = time.perf_counter()
+            if parts:
+                past = InterventionDataset.concatenate(parts)
+                obs = new.stacked_observations()
+                model = current.intervention_model()
+                nn_ckpt = _train("bc_intervention", past, task.init, cell, preset, it, None)
+                predictors = {
+                    "mile": model.intervention_probability(torch.from_numpy(obs)).numpy(),
+                    "nn_classifier": classifier_probability(nn_ckpt, obs),
+                    "majority": np.full(len(new), past.intervention_rate),
+                    "simulated_human": np.concatenate([ep.predicted_intervention for ep in episodes]),
+                }
+                for name, p in predictors.items():
+                    rows.append(
+                        {
+                            **_base_row(cell, task, human_setup),
+                            "predictor": name,
+                            "iteration": it,
+                            "train_steps": len(past),
+                            **prediction_scores(p, new.intervention),
+                            "sim_s": t1 - t0,
+                            "cell_s": time.perf_counter() - started,
+                        }
+                    )
+            parts.append(new)
+            current = _train(
+                cell.method, InterventionDataset.concatenate(parts), current, cell, preset, it, None
+            )
+    finally:
+        env.close()
+    return rows
+
+
+def load_init(task: TaskSetup) -> MileCheckpoint:
+    return load_checkpoint(task.init_path)

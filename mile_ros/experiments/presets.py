@@ -1,0 +1,83 @@
+"""Experiment presets: how much simulation and training each cell does.
+
+``paper`` follows the paper (appendix D hyperparameters, 100 mental-model rollouts, 50 evaluation
+episodes). ``quick`` shrinks everything so that a whole method x task x seed cell takes seconds to
+a few minutes on 2 cores; its training overrides apply on top of the paper's per-task settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PRESETS", "ExperimentPreset", "get_preset", "parse_method"]
+
+
+@dataclass(frozen=True)
+class ExperimentPreset:
+    name: str
+    eval_episodes: int = 50
+    mental_rollouts: int = 100
+    init_check_episodes: int = 20
+    # per-method overrides of default_config(); "*" applies to every imitation method and MILE
+    training: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def overrides(self, method: str) -> dict[str, Any]:
+        out = dict(self.training.get("*", {})) if method != "rlif" else {}
+        out.update(self.training.get(method, {}))
+        return out
+
+
+PRESETS: dict[str, ExperimentPreset] = {
+    "paper": ExperimentPreset("paper"),
+    "quick": ExperimentPreset(
+        "quick",
+        eval_episodes=20,
+        mental_rollouts=20,
+        init_check_episodes=20,
+        training={
+            "*": {"epochs": 200, "patience": 30},
+            "rlif": {"actor_updates": 300, "n_critics": 5},
+        },
+    ),
+    "smoke": ExperimentPreset(
+        "smoke",
+        eval_episodes=10,
+        mental_rollouts=10,
+        init_check_episodes=10,
+        training={
+            "*": {"epochs": 100, "patience": 20},
+            "rlif": {"actor_updates": 100, "n_critics": 4},
+        },
+    ),
+}
+
+
+def get_preset(name: str) -> ExperimentPreset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"mile@continuous_form=authors,learn_cost=true"`` -> ``("mile", {...})``."""
+    name, _, rest = spec.partition("@")
+    overrides: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"method option {item!r} in {spec!r} is not key=value")
+        overrides[key.strip()] = _value(value.strip())
+    return name, overrides

@@ -1,0 +1,213 @@
+"""The benchmark driver: cells over a process pool, a resumable CSV, progress on the terminal.
+
+Phase 1 prepares each task (initial policy, evaluations) and each task x seed (simulated human),
+cached under ``OUT/cache``. Phase 2 runs the cells. A cell's rows are appended to
+``OUT/<experiment>.csv`` only when the whole cell is done, so an interrupted run loses at most the
+cells in flight, and a rerun with the same ``--out`` skips the cells already in the CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .cells import Cell, run_cell
+from .presets import ExperimentPreset, get_preset
+from .tasks import HumanSetup, TaskSetup, prepare_human, prepare_task
+
+__all__ = ["EXPERIMENTS", "BenchmarkPlan", "completed_keys", "plan_cells", "run_benchmark"]
+
+EXPERIMENTS = ("single", "iterative", "demos", "prediction")
+
+
+@dataclass
+class BenchmarkPlan:
+    experiment: str
+    tasks: Sequence[str]
+    methods: Sequence[str]
+    seeds: Sequence[int]
+    iterations: int
+    episodes: int
+    demos: Sequence[int] = (0,)
+    preset: str = "quick"
+    refit_mental: bool = False
+
+
+def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
+    """Every cell of the plan, in a stable order (tasks, then seeds, then methods)."""
+    if plan.experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {plan.experiment!r}; choose from {', '.join(EXPERIMENTS)}")
+    iterations = 1 if plan.experiment == "single" else plan.iterations
+    if plan.experiment == "prediction" and iterations < 2:
+        raise ValueError(
+            "the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)"
+        )
+    cells = []
+    for task in plan.tasks:
+        for seed in plan.seeds:
+            if plan.experiment == "prediction":
+                cells.append(
+                    Cell("prediction", task, "mile", seed, iterations, plan.episodes, 0, plan.refit_mental)
+                )
+                continue
+            for method in plan.methods:
+                # the ablation gives demonstrations to the baselines only; MILE runs once, without
+                counts = [0] if plan.experiment != "demos" or method.startswith("mile") else plan.demos
+                for n in counts:
+                    cells.append(
+                        Cell(
+                            plan.experiment,
+                            task,
+                            method,
+                            seed,
+                            iterations,
+                            plan.episodes,
+                            n,
+                            plan.refit_mental,
+                        )
+                    )
+    return cells
+
+
+def completed_keys(csv_path: Path) -> set[tuple]:
+    """Keys of the cells whose rows are already in the CSV."""
+    if not csv_path.is_file():
+        return set()
+    with csv_path.open(newline="") as f:
+        return {(r["experiment"], r["task"], r["method"], r["seed"], r["demos"]) for r in csv.DictReader(f)}
+
+
+def append_rows(csv_path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append rows (the header is written with the first ones; later rows use its columns)."""
+    if not rows:
+        return
+    exists = csv_path.is_file() and csv_path.stat().st_size > 0
+    if exists:
+        with csv_path.open(newline="") as f:
+            columns = next(csv.reader(f))
+    else:
+        columns = list(rows[0])
+        for row in rows[1:]:
+            columns += [k for k in row if k not in columns]
+    with csv_path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        if not exists:
+            writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+
+
+def _task_job(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
+    import torch
+
+    torch.set_num_threads(1)
+    return prepare_task(task, preset, cache)
+
+
+def _human_job(task: str, seed: int, preset: ExperimentPreset, cache: Path) -> HumanSetup:
+    import torch
+
+    torch.set_num_threads(1)
+    return prepare_human(task, seed, preset, cache)
+
+
+def _map(
+    pool: ProcessPoolExecutor | None, fn: Callable, jobs: Iterable[tuple]
+) -> Iterable[tuple[tuple, Any]]:
+    """Run jobs in the pool (or here), yielding (job, result) as each finishes."""
+    jobs = list(jobs)
+    if pool is None:
+        for job in jobs:
+            yield job, fn(*job)
+        return
+    futures: dict[Future, tuple] = {pool.submit(fn, *job): job for job in jobs}
+    while futures:
+        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+        for fut in done:
+            yield futures.pop(fut), fut.result()
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO = sys.stderr) -> Path:
+    """Run (or resume) the plan; returns the CSV path. Reports progress to ``log``."""
+    preset = get_preset(plan.preset)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache"
+    csv_path = out / f"{plan.experiment}.csv"
+    cells = plan_cells(plan)
+    done = completed_keys(csv_path)
+    todo = [c for c in cells if c.key not in done]
+    print(f"{plan.experiment}: {len(cells)} cells, {len(cells) - len(todo)} already in {csv_path}", file=log)
+    if not todo:
+        return csv_path
+    started = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")  # forked children of a torch process can hang
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx) if workers > 1 else None
+    try:
+        tasks: dict[str, TaskSetup] = {}
+        for (task, *_), setup in _map(
+            pool, _task_job, [(t, preset, cache) for t in sorted({c.task for c in todo})]
+        ):
+            tasks[task] = setup
+            print(
+                f"  {task}: initial policy success {setup.init_success:.2f} (return {setup.init_return:.1f}),"
+                f" expert {setup.expert_success:.2f} (return {setup.expert_return:.1f})"
+                f" [{_fmt(setup.seconds)}]",
+                file=log,
+            )
+        humans: dict[tuple[str, int], HumanSetup] = {}
+        pairs = sorted({(c.task, c.seed) for c in todo})
+        for (task, seed, *_), setup in _map(pool, _human_job, [(t, s, preset, cache) for t, s in pairs]):
+            humans[(task, seed)] = setup
+            print(
+                f"  {task} seed {seed}: simulated human cost {setup.cost:.3g} [{_fmt(setup.seconds)}]",
+                file=log,
+            )
+        jobs = [(c, tasks[c.task], humans[(c.task, c.seed)], preset) for c in todo]
+        cell_started = time.perf_counter()
+        for i, ((cell, *_), rows) in enumerate(_map(pool, run_cell, jobs), 1):
+            append_rows(csv_path, rows)
+            elapsed = time.perf_counter() - cell_started
+            eta = elapsed / i * (len(todo) - i)
+            print(
+                f"[{i}/{len(todo)}] {_describe(cell, rows)} | elapsed {_fmt(elapsed)}, ETA {_fmt(eta)}",
+                file=log,
+            )
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    print(f"done in {_fmt(time.perf_counter() - started)}; rows in {csv_path}", file=log)
+    return csv_path
+
+
+def _describe(cell: Cell, rows: list[dict[str, Any]]) -> str:
+    name = f"{cell.task} {cell.method} seed {cell.seed}" + (f" demos {cell.demos}" if cell.demos else "")
+    if not rows:
+        return name + ": no rows"
+    if cell.experiment == "prediction":
+        last = [r for r in rows if r["iteration"] == rows[-1]["iteration"]]
+        scores = ", ".join(f"{r['predictor']} AUC {r['auc']:.2f}" for r in last)
+        return f"{name}: {scores} [{_fmt(rows[-1]['cell_s'])}]"
+    last = rows[-1]
+    sim = sum(r["sim_s"] for r in rows)
+    train = sum(r["train_s"] for r in rows)
+    ev = sum(r["eval_s"] for r in rows)
+    success = last["success_rate"]
+    return (
+        f"{name}: success {success:.2f} after {last['iteration']} it."
+        f" ({last['intervened_steps']} intervened steps)"
+        f" [total {_fmt(last['cell_s'])}: sim {sim:.0f} s, train {train:.0f} s, eval {ev:.0f} s]"
+        + ("" if math.isfinite(success) else " (no evaluation)")
+    )

@@ -1,0 +1,167 @@
+"""Everything an experiment cell needs about a task, made once and cached on disk.
+
+Per task: the initial policy (the sim recipe, seed 0, shared by every method and seed) and the
+expert's and initial policy's evaluation. Per task and seed: the simulated human, i.e. a mental
+model behaviour-cloned from the initial policy's rollouts and the calibrated intervention cost.
+Files are written atomically, so a cache survives an interrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mile_ros.learning import InterventionDataset, MileCheckpoint, load_checkpoint
+from mile_ros.sim import SimulatedHuman, evaluate, load_preset, make_env, make_expert, make_initial_policy
+from mile_ros.sim.human import make_simulated_human
+from mile_ros.sim.rollout import episodes_to_dataset, run_episode
+
+from .presets import ExperimentPreset
+
+__all__ = [
+    "EVAL_SEED",
+    "ExpertActor",
+    "HumanSetup",
+    "TaskSetup",
+    "build_human",
+    "expert_demos",
+    "prepare_human",
+    "prepare_task",
+]
+
+EVAL_SEED = 0  # every method and seed is evaluated on seeds EVAL_SEED .. EVAL_SEED + episodes - 1
+DEMO_SEED = 5_000_000  # expert demonstrations for the ablation
+
+
+class ExpertActor:
+    """The scripted expert as an actor (its most likely action)."""
+
+    def __init__(self, expert: Any) -> None:
+        self.expert = expert
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, frame: np.ndarray) -> Any:
+        return self.expert.act(frame)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+@dataclass
+class TaskSetup:
+    task: str
+    init_path: str
+    init_success: float
+    init_return: float
+    expert_success: float
+    expert_return: float
+    init_demos: int
+    seconds: float
+
+    @property
+    def init(self) -> MileCheckpoint:
+        return load_checkpoint(self.init_path)
+
+
+@dataclass
+class HumanSetup:
+    task: str
+    seed: int
+    mental_path: str
+    cost: float
+    sigma: float
+    rollouts: int
+    seconds: float
+
+
+def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
+    """The task's initial policy and its and the expert's evaluation (from the cache when there)."""
+    folder = Path(cache) / task
+    info_path = folder / f"task-{preset.name}.json"
+    if info_path.is_file():
+        return TaskSetup(**json.loads(info_path.read_text()))
+    started = time.perf_counter()
+    init = make_initial_policy(task, seed=0, check_episodes=preset.init_check_episodes)
+    init_path = init.checkpoint.save(folder / "init.pt")
+    init_eval = evaluate(task, init.checkpoint, preset.eval_episodes, seed=EVAL_SEED, workers=1)
+    env = make_env(task, seed=0)
+    try:
+        expert_eval = evaluate(
+            task, ExpertActor(make_expert(task, env)), preset.eval_episodes, seed=EVAL_SEED
+        )
+    finally:
+        env.close()
+    setup = TaskSetup(
+        task,
+        str(init_path),
+        init_eval.success_rate,
+        init_eval.mean_return,
+        expert_eval.success_rate,
+        expert_eval.mean_return,
+        init.demos,
+        time.perf_counter() - started,
+    )
+    _write_json(info_path, asdict(setup))
+    return setup
+
+
+def prepare_human(task: str, seed: int, preset: ExperimentPreset, cache: Path) -> HumanSetup:
+    """The seed's simulated human: mental model of the initial policy and calibrated cost."""
+    folder = Path(cache) / task
+    info_path = folder / f"human-{preset.name}-s{seed}.json"
+    if info_path.is_file():
+        return HumanSetup(**json.loads(info_path.read_text()))
+    started = time.perf_counter()
+    init = load_checkpoint(folder / "init.pt")
+    env = make_env(task, seed=seed)
+    try:
+        human, fit = make_simulated_human(task, init, env, seed=seed, rollouts=preset.mental_rollouts)
+    finally:
+        env.close()
+    mental_path = MileCheckpoint(init.spec, fit.net, meta={"role": "simulated human's mental model"}).save(
+        folder / f"mental-{preset.name}-s{seed}.pt"
+    )
+    setup = HumanSetup(
+        task, seed, str(mental_path), human.cost, human.sigma, fit.rollouts, time.perf_counter() - started
+    )
+    _write_json(info_path, asdict(setup))
+    return setup
+
+
+def build_human(setup: HumanSetup, env: Any, seed: int) -> SimulatedHuman:
+    """The cached human, ready to oversee episodes in ``env``."""
+    mental = load_checkpoint(setup.mental_path).policy
+    return SimulatedHuman.from_preset(setup.task, env, mental, seed=seed, cost=setup.cost, sigma=setup.sigma)
+
+
+def expert_demos(task: str, count: int, env: Any) -> InterventionDataset | None:
+    """``count`` expert rollouts (the scripted expert's actions stored as robot actions)."""
+    if count <= 0:
+        return None
+    actor = ExpertActor(make_expert(task, env))
+    episodes = [run_episode(env, actor, DEMO_SEED + i) for i in range(count)]
+    return episodes_to_dataset(episodes)
+
+
+def preset_task_info(task: str) -> dict[str, Any]:
+    """The sim preset's numbers worth reporting beside results."""
+    p = load_preset(task)
+    return {
+        "preset_cost": p["cost"],
+        "preset_sigma": p["sigma"],
+        "target_rate": p["target_intervention_rate"],
+    }
