@@ -80,7 +80,12 @@ def test_video_file_rgb_order_crop_resize(tmp_path):
 def test_video_file_loops(tmp_path):
     path = write_video(tmp_path / "clip.avi", 5)
     camera = Camera(CameraConfig(source=str(path), loop=True))
-    got = [camera.read()[0] for _ in range(13)]
+    got, events = [], []
+    for _ in range(13):
+        rgb, ev = camera.read()
+        got.append(rgb)
+        events += ev
+    assert [e.kind for e in events] == ["opened"]  # looping is not reported as a reconnection
     assert sum(f is not None for f in got) >= 11 and not camera.ended
     assert camera.frames >= 11
 
@@ -185,7 +190,7 @@ def test_webcam_node_publishes_video_file(tmp_path):
         assert rgb[8, 2, 2] > 200 and rgb[8, 2, 0] < 40  # the blue half survives crop/resize, in RGB order
         gaps = np.diff([t for t, _ in images[5:]])
         assert 0.02 < float(np.median(gaps)) < 0.1  # paced near 20 Hz, looping past the 20-frame file
-        assert statuses and statuses[0]["state"] == "opened"
+        assert [s["state"] for s in statuses] == ["opened"]  # latched: the newest status, and no other
     finally:
         node.destroy_node()
         context.try_shutdown()

@@ -127,6 +127,7 @@ class Camera:
         self._lost = False
         self._next_attempt = 0.0
         self._ended = False
+        self._looping = False
         self.frames = 0
         self.failures = 0
 
@@ -179,7 +180,9 @@ class Camera:
                 self._lost = True
             return False
         self._capture = capture
-        if self._ever_opened:
+        if self._looping:
+            self._looping = False
+        elif self._ever_opened:
             events.append(CameraEvent("reconnected", f"camera {self.config.source!r} is back"))
         else:
             events.append(CameraEvent("opened", f"camera {self.config.source!r} opened"))
@@ -192,6 +195,7 @@ class Camera:
             if self.config.loop and self.frames > 0:
                 self.close()
                 self._next_attempt = 0.0
+                self._looping = True  # reopening a file at its start is no reconnection
                 return
             self.close()
             self._ended = True
