@@ -1,0 +1,122 @@
+"""The benchmark's bookkeeping without simulation: scores, plans, method options, resumable CSV, report."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mile_ros.experiments import (
+    BenchmarkPlan,
+    Cell,
+    load_rows,
+    parse_method,
+    plan_cells,
+    prediction_scores,
+    write_report,
+)
+from mile_ros.experiments.runner import append_rows, completed_keys
+
+
+def test_prediction_scores_match_their_definitions():
+    rng = np.random.default_rng(0)
+    y = rng.random(300) < 0.25
+    p = np.clip(0.25 + 0.4 * y + 0.2 * rng.standard_normal(300), 0.01, 0.99)
+    s = prediction_scores(p, y)
+    pairs = (p[y][:, None] > p[~y][None, :]).mean() + 0.5 * (p[y][:, None] == p[~y][None, :]).mean()
+    assert s["auc"] == pytest.approx(pairs)
+    guess = p >= 0.5
+    assert s["accuracy"] == pytest.approx((guess == y).mean())
+    assert s["balanced_accuracy"] == pytest.approx(0.5 * (guess[y].mean() + (~guess[~y]).mean()))
+    assert s["log_likelihood"] == pytest.approx(np.mean(np.where(y, np.log(p), np.log(1 - p))))
+    assert (s["steps"], s["interventions"]) == (300, int(y.sum()))
+    majority = prediction_scores(np.full(300, y.mean()), y)
+    assert majority["balanced_accuracy"] == pytest.approx(0.5)
+    assert majority["auc"] == pytest.approx(0.5)
+    assert math.isnan(prediction_scores(np.full(4, 0.2), np.zeros(4, bool))["auc"])
+    with pytest.raises(ValueError):
+        prediction_scores(np.ones(3), np.ones(2, bool))
+
+
+def test_method_options_parse_into_typed_overrides():
+    assert parse_method("iwr") == ("iwr", {})
+    name, opts = parse_method("mile@continuous_form=authors,learn_cost=true,epochs=40,lr=1e-3")
+    assert name == "mile"
+    assert opts == {"continuous_form": "authors", "learn_cost": True, "epochs": 40, "lr": 1e-3}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_method("mile@authors")
+
+
+def test_plans_give_demos_to_the_baselines_only_and_single_is_one_iteration():
+    plan = BenchmarkPlan("demos", ["drawer-open-v3"], ["mile", "iwr"], [0, 1], 3, 1, demos=(0, 5))
+    cells = plan_cells(plan)
+    assert sorted((c.method, c.seed, c.demos) for c in cells) == [
+        ("iwr", 0, 0),
+        ("iwr", 0, 5),
+        ("iwr", 1, 0),
+        ("iwr", 1, 5),
+        ("mile", 0, 0),
+        ("mile", 1, 0),
+    ]
+    single = plan_cells(BenchmarkPlan("single", ["a"], ["mile"], [0], 20, 5))
+    assert single[0].iterations == 1
+    assert [c.method for c in plan_cells(BenchmarkPlan("prediction", ["a"], ["iwr"], [0, 1], 3, 1))] == [
+        "mile"
+    ] * 2
+    with pytest.raises(ValueError, match="at least 2 iterations"):
+        plan_cells(BenchmarkPlan("prediction", ["a"], ["mile"], [0], 1, 1))
+    with pytest.raises(ValueError, match="unknown experiment"):
+        plan_cells(BenchmarkPlan("fig9", ["a"], ["mile"], [0], 1, 1))
+
+
+def _rows(method: str, seed: int, successes: list[float]) -> list[dict]:
+    rows = []
+    for it, s in enumerate(successes):
+        rows.append(
+            {
+                "experiment": "iterative",
+                "task": "drawer-open-v3",
+                "method": method,
+                "seed": seed,
+                "demos": 0,
+                "episodes_per_iteration": 1,
+                "expert_success": 0.9,
+                "expert_return": 4000.0,
+                "human_cost": 100.0,
+                "human_sigma": 75.0,
+                "iteration": it,
+                "steps_total": 500 * it,
+                "intervened_steps": 50 * it,
+                "intervention_rate": 0.1,
+                "success_rate": s,
+                "success_se": 0.1,
+                "mean_return": 100 * s,
+                "sim_s": 1.0,
+                "train_s": 2.0,
+                "eval_s": 3.0,
+                "cell_s": 6.0 * it,
+            }
+        )
+    return rows
+
+
+def test_csv_resume_keys_and_report(tmp_path):
+    path = tmp_path / "iterative.csv"
+    append_rows(path, _rows("mile", 0, [0.1, 0.5, 0.7]))
+    append_rows(path, _rows("mile", 1, [0.1, 0.3, 0.9]))
+    append_rows(path, _rows("iwr", 0, [0.1, 0.2, 0.2]))
+    done = completed_keys(path)
+    assert done == {
+        ("iterative", "drawer-open-v3", m, s, "0") for m, s in (("mile", "0"), ("mile", "1"), ("iwr", "0"))
+    }
+    cell = Cell("iterative", "drawer-open-v3", "mile", 1, 2, 1)
+    assert cell.key in done
+    assert Cell("iterative", "drawer-open-v3", "mile", 2, 2, 1).key not in done
+    rows = load_rows(path)
+    assert len(rows) == 9 and rows[0]["seed"] == 0 and rows[-1]["success_rate"] == pytest.approx(0.2)
+    summary = write_report(path).read_text()
+    assert "| mile | 0.80 ± 0.10 (n=2) |" in summary  # final success: (0.7 + 0.9) / 2, s.e. 0.1
+    assert "| iwr | 0.20 (n=1) |" in summary
+    assert (tmp_path / "iterative_success_vs_iteration.png").stat().st_size > 1000
+    assert (tmp_path / "iterative_success_vs_intervened_steps.png").stat().st_size > 1000
