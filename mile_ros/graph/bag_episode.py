@@ -1,0 +1,240 @@
+"""One rosbag2 (MCAP) per episode: writing serialized messages as they arrive, and reading them back.
+
+The writer is rosbags' MCAP writer. rosbags buffers messages in 1 MiB chunks in memory and writes
+them only when a chunk fills or the bag closes, so a killed recorder would lose the whole pending
+chunk; :meth:`EpisodeBagWriter.write` therefore closes the chunk after every ``flush_every`` messages
+and flushes it to the file. A recorder killed mid-episode leaves an MCAP without summary and without
+``metadata.yaml``; :func:`read_bag` then scans the file record by record and returns every message
+up to the last complete one (rosbags itself refuses such a bag).
+
+Session metadata (iteration, episode, success, interventions, checkpoint) goes into the bag's
+``metadata.yaml`` ``custom_data`` and into a sidecar ``episode.json`` next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+__all__ = ["BagError", "BagMessage", "EpisodeBag", "EpisodeBagWriter", "decode", "read_bag", "typestore"]
+
+SIDECAR = "episode.json"
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_TYPESTORE = None
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be read at all (not MCAP, no messages, unreadable)."""
+
+
+def typestore():
+    """The ROS 2 Kilted message definitions (shared, built once)."""
+    global _TYPESTORE
+    if _TYPESTORE is None:
+        _TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+    return _TYPESTORE
+
+
+def decode(raw: bytes | memoryview, msgtype: str) -> Any:
+    """CDR -> rosbags message, tolerating the padding rclpy adds after empty arrays (platform notes)."""
+    raw = bytes(raw)
+    if len(raw) < 4 or raw[:2] not in (b"\x00\x00", b"\x00\x01"):
+        raise BagError(f"{msgtype}: not a CDR message")
+    msgdef = typestore().get_msgdef(msgtype)
+    func = msgdef.deserialize_cdr_le if raw[1] else msgdef.deserialize_cdr_be
+    message, pos = func(raw[4:], 0, msgdef.cls, typestore())
+    if pos + 4 > len(raw):
+        raise BagError(f"{msgtype}: message truncated")
+    return message
+
+
+class EpisodeBagWriter:
+    """Write one episode; ``close(metadata)`` finishes the bag and its sidecar."""
+
+    def __init__(self, path: str | os.PathLike, topics: dict[str, str], flush_every: int = 1) -> None:
+        """``topics`` maps topic name -> ROS 2 type; the directory ``path`` must not exist yet."""
+        self.path = Path(path)
+        self.writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self.writer.open()
+        self.connections = {
+            name: self.writer.add_connection(name, msgtype, typestore=typestore())
+            for name, msgtype in topics.items()
+        }
+        self.flush_every = max(1, int(flush_every))
+        self.counts = dict.fromkeys(topics, 0)
+        self._since_flush = 0
+        self.closed = False
+
+    def write(self, topic: str, data: bytes | memoryview, log_time_ns: int) -> None:
+        self.writer.write(self.connections[topic], int(log_time_ns), bytes(data))
+        self.counts[topic] += 1
+        self._since_flush += 1
+        if self._since_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Put every message written so far into the file (a killed process keeps them)."""
+        storage = self.writer.storage
+        # close_chunk/bio are rosbags' McapWriter internals; without them we fall back to its buffering.
+        if hasattr(storage, "close_chunk") and storage.chunk.bio.tell():
+            storage.close_chunk()
+            storage.bio.flush()
+        self._since_flush = 0
+
+    def close(self, metadata: dict[str, Any]) -> Path:
+        """Finish the bag (summary, metadata.yaml with ``custom_data``) and write the sidecar JSON."""
+        if self.closed:
+            return self.path
+        for key, value in metadata.items():
+            self.writer.set_custom_data(f"mile.{key}", json.dumps(value))
+        self.writer.close()
+        self.closed = True
+        write_sidecar(self.path, {**metadata, "message_counts": self.counts, "complete": True})
+        return self.path
+
+
+def write_sidecar(bag_dir: Path, data: dict[str, Any]) -> None:
+    tmp = bag_dir / f".{SIDECAR}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, bag_dir / SIDECAR)
+
+
+@dataclass
+class BagMessage:
+    topic: str
+    msgtype: str
+    log_time_ns: int
+    data: bytes
+
+    def decode(self) -> Any:
+        return decode(self.data, self.msgtype)
+
+
+@dataclass
+class EpisodeBag:
+    path: Path
+    messages: list[BagMessage]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True  # False: recovered from a bag whose recorder died
+    note: str = ""
+
+    def topic(self, name: str) -> list[BagMessage]:
+        return [m for m in self.messages if m.topic == name]
+
+
+def read_bag(path: str | os.PathLike) -> EpisodeBag:
+    """Read an episode bag; a truncated one is read up to its last complete message."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BagError(f"bag {path} does not exist or is not a directory")
+    meta: dict[str, Any] = {}
+    sidecar = path / SIDECAR
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except json.JSONDecodeError as exc:
+            raise BagError(f"bag {path}: sidecar {SIDECAR} is corrupt: {exc}") from exc
+    files = sorted(path.glob("*.mcap"))
+    if not files:
+        raise BagError(f"bag {path} has no .mcap file")
+    if (path / "metadata.yaml").is_file():
+        try:
+            return EpisodeBag(path, list(_read_complete(path)), meta, True)
+        except Exception as exc:  # fall through to the record scan, which says what is wrong
+            note = f"rosbags could not open it ({exc}); scanned records instead"
+    else:
+        note = "no metadata.yaml (recorder stopped before closing); scanned records"
+    messages, complete_scan = _scan_mcap(files[0])
+    if not messages:
+        raise BagError(f"bag {path} holds no readable message ({note})")
+    return EpisodeBag(path, messages, meta, False, note + ("" if complete_scan else "; file ends mid-record"))
+
+
+def _read_complete(path: Path) -> Iterable[BagMessage]:
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:
+        for conn, timestamp, data in reader.messages():
+            yield BagMessage(conn.topic, conn.msgtype, timestamp, bytes(data))
+
+
+# ---- a tolerant MCAP record scanner ----------------------------------------------------------------
+
+
+def _string(buf: bytes, pos: int) -> tuple[str, int]:
+    (n,) = struct.unpack_from("<I", buf, pos)
+    end = pos + 4 + n
+    if end > len(buf):
+        raise struct.error("string beyond record")
+    return buf[pos + 4 : end].decode(), end
+
+
+def _records(buf: bytes, pos: int) -> Iterable[tuple[int, bytes, bool]]:
+    """(opcode, body, ok) for each complete record; the last item has ok=False if the data ends early."""
+    while pos < len(buf):
+        if pos + 9 > len(buf):
+            yield 0, b"", False
+            return
+        op = buf[pos]
+        (size,) = struct.unpack_from("<Q", buf, pos + 1)
+        if pos + 9 + size > len(buf):
+            yield 0, b"", False
+            return
+        yield op, buf[pos + 9 : pos + 9 + size], True
+        pos += 9 + size
+
+
+def _scan_mcap(file: Path) -> tuple[list[BagMessage], bool]:
+    buf = file.read_bytes()
+    if not buf.startswith(MCAP_MAGIC):
+        raise BagError(f"{file} is not an MCAP file")
+    schemas: dict[int, str] = {}
+    channels: dict[int, tuple[str, str]] = {}
+    out: list[BagMessage] = []
+
+    def handle(op: int, body: bytes) -> None:
+        if op == 0x03:  # schema: id, name, encoding, data
+            (sid,) = struct.unpack_from("<H", body, 0)
+            schemas[sid], _ = _string(body, 2)
+        elif op == 0x04:  # channel: id, schema id, topic, ...
+            cid, sid = struct.unpack_from("<HH", body, 0)
+            topic, _ = _string(body, 4)
+            channels[cid] = (topic, schemas.get(sid, ""))
+        elif op == 0x05:  # message: channel, sequence, log time, publish time, data
+            cid, _, log_time = struct.unpack_from("<HIQ", body, 0)
+            if cid in channels:
+                topic, msgtype = channels[cid]
+                out.append(BagMessage(topic, msgtype, log_time, body[22:]))
+
+    complete = True
+    for op, body, ok in _records(buf, len(MCAP_MAGIC)):
+        if not ok:
+            complete = False
+            break
+        if op == 0x06:  # chunk: start, end, uncompressed size, crc, compression, records
+            try:
+                compression, pos = _string(body, 28)
+                (length,) = struct.unpack_from("<Q", body, pos)
+            except struct.error:
+                complete = False
+                break
+            if compression:
+                raise BagError(f"{file}: compressed chunks ({compression}) are not recoverable here")
+            inner = body[pos + 8 : pos + 8 + length]
+            for iop, ibody, iok in _records(inner, 0):
+                if iok:
+                    handle(iop, ibody)
+        elif op == 0x02:  # footer: end of data
+            break
+        else:
+            handle(op, body)
+    out.sort(key=lambda m: m.log_time_ns)
+    return out, complete

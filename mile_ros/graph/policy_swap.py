@@ -1,0 +1,69 @@
+"""A policy that can be replaced while it runs: load in the background, swap atomically.
+
+The frame history lives outside the checkpoint, so a new policy continues the current episode's
+stack instead of starting it over; a command is produced for every observation, before, during
+and after a load.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mile_ros.learning import FrameStacker, MileCheckpoint, PolicyRunner, Spec, load_checkpoint
+
+__all__ = ["SwappablePolicy"]
+
+
+class SwappablePolicy:
+    def __init__(self, checkpoint: MileCheckpoint, path: str = "", deterministic: bool = True) -> None:
+        self.deterministic = deterministic
+        self.spec: Spec = checkpoint.spec
+        self.stacker = FrameStacker(self.spec.obs_dim, self.spec.frame_stack, checkpoint.padding)
+        self.runner = self._runner(checkpoint)
+        self.path = path
+        self._lock = threading.Lock()
+        self._loading: threading.Thread | None = None
+
+    @classmethod
+    def from_file(cls, path: str, deterministic: bool = True) -> SwappablePolicy:
+        return cls(load_checkpoint(path), str(path), deterministic)
+
+    def _runner(self, checkpoint: MileCheckpoint) -> PolicyRunner:
+        runner = PolicyRunner(checkpoint, deterministic=self.deterministic)
+        runner.stacker = self.stacker  # one history, whichever policy acts
+        return runner
+
+    def reset(self) -> None:
+        with self._lock:
+            self.stacker.reset()
+
+    def act(self, frame: np.ndarray) -> tuple[np.ndarray, float | None, np.ndarray]:
+        """(action, predicted P(I=1|s) or None, the single frame used)."""
+        with self._lock:
+            action = self.runner.act(frame)
+            return (
+                np.asarray(action, dtype=np.float64),
+                self.runner.intervention_probability(),
+                self.runner.last_stacked,
+            )
+
+    def load_async(self, path: str, done: Callable[[str, str | None], None]) -> None:
+        """Load ``path`` in a thread; swap it in when ready; call ``done(path, error_or_None)``."""
+
+        def work() -> None:
+            try:
+                checkpoint = load_checkpoint(Path(path), expected=self.spec)
+                runner = self._runner(checkpoint)
+            except Exception as exc:  # CheckpointError and anything torch raises on a bad file
+                done(path, str(exc))
+                return
+            with self._lock:
+                self.runner, self.path = runner, str(path)
+            done(path, None)
+
+        self._loading = threading.Thread(target=work, name="checkpoint-loader", daemon=True)
+        self._loading.start()

@@ -1,0 +1,82 @@
+"""Topic and service names, message types and QoS classes: written once, used by every node.
+
+QoS classes are names (``sensor``, ``reliable``, ``latched``) so this module stays free of rclpy;
+:func:`mile_ros.nodes.common.qos` turns them into rclpy profiles. docs/interfaces.md lists the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ACTION_NAMES", "RECORDED_TOPICS", "SERVICES", "TOPICS", "Topic"]
+
+ACTION_NAMES = ("dx", "dy", "dz", "gripper")
+
+# frame_id values of /mile/executed_action: who commanded this step.
+SOURCE_ROBOT, SOURCE_HUMAN, SOURCE_HOLD = "robot", "human", "hold"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    type: str  # ROS 2 type name, e.g. sensor_msgs/msg/JointState
+    qos: str  # sensor | reliable | latched
+
+
+def _t(name: str, type_: str, qos: str) -> Topic:
+    return Topic(name, type_, qos)
+
+
+JOINT_STATE = "sensor_msgs/msg/JointState"
+TOPICS: dict[str, Topic] = {
+    t.name: t
+    for t in (
+        _t("/robot/state", JOINT_STATE, "sensor"),
+        _t("/robot/ee_pose", "geometry_msgs/msg/PoseStamped", "sensor"),
+        _t("/robot/success", "std_msgs/msg/Bool", "reliable"),
+        _t("/camera/image_raw", "sensor_msgs/msg/Image", "sensor"),
+        _t("/camera/embedding", JOINT_STATE, "sensor"),
+        _t("/mile/observation", JOINT_STATE, "reliable"),
+        _t("/mile/proposed_action", JOINT_STATE, "reliable"),
+        _t("/mile/intervention_probability", JOINT_STATE, "reliable"),
+        _t("/teleop/joy", "sensor_msgs/msg/Joy", "reliable"),
+        _t("/mile/executed_action", JOINT_STATE, "reliable"),
+        _t("/mile/human_action", JOINT_STATE, "reliable"),
+        _t("/mile/intervention", "std_msgs/msg/Bool", "reliable"),
+        _t("/clock", "rosgraph_msgs/msg/Clock", "clock"),
+        _t("/sim/episode_end", JOINT_STATE, "reliable"),
+        _t("/mile/checkpoint", "std_msgs/msg/String", "latched"),
+        _t("/mile/active_checkpoint", "std_msgs/msg/String", "latched"),
+        _t("/session/episode", "std_msgs/msg/String", "latched"),
+        _t("/session/progress", "std_msgs/msg/String", "latched"),
+    )
+}
+
+# The learning record and what an analyst needs next to it; the camera only when it is rendered.
+RECORDED_TOPICS = (
+    "/robot/state",
+    "/robot/ee_pose",
+    "/robot/success",
+    "/mile/observation",
+    "/mile/proposed_action",
+    "/mile/intervention_probability",
+    "/teleop/joy",
+    "/mile/executed_action",
+    "/mile/human_action",
+    "/mile/intervention",
+    "/sim/episode_end",
+)
+CAMERA_TOPIC = "/camera/image_raw"
+
+# name -> ROS 2 service type
+SERVICES: dict[str, str] = {
+    "/sim/reset": "std_srvs/srv/Trigger",
+    "/sim/set_running": "std_srvs/srv/SetBool",
+    "/policy/reset": "std_srvs/srv/Trigger",
+    "/arbitration/reset": "std_srvs/srv/Trigger",
+    "/simulated_human/reset": "std_srvs/srv/Trigger",
+    "/simulated_human/enable": "std_srvs/srv/SetBool",
+    "/recorder/start": "std_srvs/srv/Trigger",
+    "/recorder/stop": "std_srvs/srv/Trigger",
+    "/trainer/train": "std_srvs/srv/Trigger",
+}

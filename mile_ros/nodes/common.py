@@ -1,0 +1,190 @@
+"""Shared helpers of the nodes: QoS profiles, parameters with descriptors, stamps, vectors, services."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import JointState
+
+from mile_ros.graph.topics import TOPICS
+
+__all__ = [
+    "Param",
+    "call_service",
+    "declare_parameters",
+    "qos",
+    "run_node",
+    "stamp_ns",
+    "to_time",
+    "vector_msg",
+]
+
+
+def qos(kind_or_topic: str, depth: int | None = None) -> QoSProfile:
+    """The QoS class of a topic (docs/interfaces.md): sensor, reliable, latched or clock.
+
+    ``depth`` overrides the history depth (it does not take part in QoS matching): a recorder
+    that falls behind for a moment must not lose reliable messages from a full queue.
+    """
+    kind = TOPICS[kind_or_topic].qos if kind_or_topic.startswith("/") else kind_or_topic
+    if depth is not None:
+        base = qos(kind)
+        return QoSProfile(
+            depth=depth,
+            reliability=base.reliability,
+            history=HistoryPolicy.KEEP_LAST,
+            durability=base.durability,
+        )
+    if kind == "sensor":
+        return qos_profile_sensor_data
+    if kind == "reliable":
+        return QoSProfile(
+            depth=10,
+            reliability=ReliabilityPolicy.RELIABLE,
+            history=HistoryPolicy.KEEP_LAST,
+            durability=DurabilityPolicy.VOLATILE,
+        )
+    if kind == "latched":
+        return QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            history=HistoryPolicy.KEEP_LAST,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+    if kind == "clock":  # what rclpy's TimeSource subscribes with
+        return QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+    raise ValueError(f"unknown QoS class {kind!r}")
+
+
+def publisher(node: Node, topic: str):
+    from mile_ros.nodes.msgtypes import msg_class
+
+    return node.create_publisher(msg_class(TOPICS[topic].type), topic, qos(topic))
+
+
+def subscription(node: Node, topic: str, callback: Callable, raw: bool = False, depth: int | None = None):
+    from mile_ros.nodes.msgtypes import msg_class
+
+    return node.create_subscription(
+        msg_class(TOPICS[topic].type), topic, callback, qos(topic, depth), raw=raw
+    )
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None  # inclusive, for int and float parameters
+    read_only: bool = False
+
+
+def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
+    """Declare every parameter with its description and range; return their values."""
+    out = {}
+    for p in params:
+        desc = ParameterDescriptor(description=p.description, read_only=p.read_only)
+        if p.range is not None:
+            lo, hi = p.range
+            if isinstance(p.default, bool):
+                raise TypeError(f"{p.name}: a bool has no range")
+            if isinstance(p.default, int):
+                desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=0)]
+            else:
+                desc.floating_point_range = [
+                    FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)
+                ]
+        out[p.name] = node.declare_parameter(p.name, p.default, desc).value
+    return out
+
+
+def stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def to_time(ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def vector_msg(
+    stamp: int, names: Sequence[str], values: Sequence[float] | np.ndarray, frame_id: str = ""
+) -> JointState:
+    """A stamped vector (conventions in docs/interfaces.md)."""
+    msg = JointState()
+    msg.header.stamp = to_time(stamp)
+    msg.header.frame_id = frame_id
+    msg.name = list(names)
+    msg.position = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    return msg
+
+
+def call_service(node: Node, client, request, timeout: float) -> Any:
+    """Call a service from a thread other than the executor's; raise TimeoutError naming it."""
+    if not client.wait_for_service(timeout_sec=timeout):
+        raise TimeoutError(f"service {client.srv_name} is not available after {timeout:.0f} s")
+    done = threading.Event()
+    future = client.call_async(request)
+    future.add_done_callback(lambda _: done.set())
+    if not done.wait(timeout):
+        client.remove_pending_request(future)
+        raise TimeoutError(f"service {client.srv_name} did not answer within {timeout:.0f} s")
+    return future.result()
+
+
+def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
+    """Init rclpy, spin the node until shutdown or Ctrl-C, and return an exit code (1 on error)."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = factory()
+        if threads > 1:
+            from rclpy.executors import MultiThreadedExecutor
+
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
+            executor.spin()
+        else:
+            rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # the graph runner names the failed node from this exit
+        from rclpy.executors import ExternalShutdownException
+
+        if not isinstance(exc, ExternalShutdownException):
+            print(
+                f"[{getattr(node, 'get_name', lambda: '?')()}] fatal: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            code = 1
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return code
+
+
+def monotonic() -> float:
+    return time.monotonic()

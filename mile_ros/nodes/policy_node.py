@@ -1,0 +1,124 @@
+"""policy_node: observation -> proposed action and predicted takeover probability; hot checkpoint swaps.
+
+Observation: ``state`` (the robot state vector, simulation) or ``r3m+ee`` (the R3M embedding joined
+with the latest end-effector position, real robot). Every output carries the observation's stamp.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from rclpy.node import Node
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from mile_ros.graph.policy_swap import SwappablePolicy
+from mile_ros.graph.topics import ACTION_NAMES
+from mile_ros.nodes.common import Param, declare_parameters, publisher, stamp_ns, subscription, vector_msg
+
+PARAMETERS = (
+    Param("checkpoint", "", "MileCheckpoint to start with (path); later ones arrive on /mile/checkpoint"),
+    Param(
+        "obs_source",
+        "state",
+        "observation: 'state' (/robot/state) or 'r3m+ee' (/camera/embedding + /robot/ee_pose)",
+    ),
+    Param("deterministic", True, "act with the policy's mean (true) or sample from it (false)"),
+)
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("policy_node")
+        p = declare_parameters(self, PARAMETERS)
+        if not p["checkpoint"]:
+            raise ValueError(
+                "parameter 'checkpoint' is empty: give the initial policy (mile-ros init-policy)"
+            )
+        self.policy = SwappablePolicy.from_file(p["checkpoint"], bool(p["deterministic"]))
+        self.obs_source = p["obs_source"]
+        if self.obs_source != self.policy.spec.obs_source:
+            raise ValueError(
+                f"obs_source {self.obs_source!r} but the checkpoint expects {self.policy.spec.obs_source!r}"
+            )
+        self.ee: np.ndarray | None = None
+        self.last_stamp: int | None = None
+        self.cache: tuple = ()
+        self.pub_obs = publisher(self, "/mile/observation")
+        self.pub_prop = publisher(self, "/mile/proposed_action")
+        self.pub_prob = publisher(self, "/mile/intervention_probability")
+        self.pub_active = publisher(self, "/mile/active_checkpoint")
+        if self.obs_source == "state":
+            subscription(self, "/robot/state", self.on_state)
+        elif self.obs_source == "r3m+ee":
+            subscription(self, "/camera/embedding", self.on_embedding)
+            subscription(self, "/robot/ee_pose", self.on_ee_pose)
+        else:
+            raise ValueError(f"obs_source must be 'state' or 'r3m+ee', got {self.obs_source!r}")
+        subscription(self, "/mile/checkpoint", self.on_checkpoint)
+        self.create_service(Trigger, "/policy/reset", self.on_reset)
+        self.pub_active.publish(String(data=self.policy.path))
+
+    def on_state(self, msg) -> None:
+        self.step(stamp_ns(msg), np.asarray(msg.position, dtype=np.float64))
+
+    def on_ee_pose(self, msg) -> None:
+        pos = msg.pose.position
+        self.ee = np.array([pos.x, pos.y, pos.z])
+
+    def on_embedding(self, msg) -> None:
+        if self.ee is None:
+            self.get_logger().warn("no end-effector pose yet; waiting", throttle_duration_sec=2.0)
+            return
+        self.step(stamp_ns(msg), np.concatenate([np.asarray(msg.position, dtype=np.float64), self.ee]))
+
+    def step(self, stamp: int, frame: np.ndarray) -> None:
+        if stamp == self.last_stamp:  # lockstep resend of the same observation: same answer
+            for pub, msg in zip((self.pub_obs, self.pub_prop, self.pub_prob), self.cache):
+                if msg is not None:
+                    pub.publish(msg)
+            return
+        try:
+            action, prob, _ = self.policy.act(frame)
+        except ValueError as exc:  # wrong size, NaN: no command rather than a wrong one
+            self.get_logger().error(f"observation at {stamp} ns refused: {exc}", throttle_duration_sec=1.0)
+            return
+        names = [f"obs_{i:02d}" for i in range(len(frame))]
+        obs_msg = vector_msg(stamp, names, frame)
+        prop_msg = vector_msg(stamp, ACTION_NAMES, action)
+        prob_msg = vector_msg(stamp, ["p_intervene"], [prob]) if prob is not None else None
+        self.pub_obs.publish(obs_msg)
+        self.pub_prop.publish(prop_msg)
+        if prob_msg is not None:
+            self.pub_prob.publish(prob_msg)
+        self.last_stamp, self.cache = stamp, (obs_msg, prop_msg, prob_msg)
+
+    def on_checkpoint(self, msg: String) -> None:
+        if not msg.data or msg.data == self.policy.path:
+            return
+        self.get_logger().info(f"loading checkpoint {msg.data}")
+        self.policy.load_async(msg.data, self.loaded)
+
+    def loaded(self, path: str, error: str | None) -> None:
+        if error:
+            self.get_logger().error(f"kept {self.policy.path}: could not load {path}: {error}")
+            return
+        self.get_logger().info(f"now acting with {path}")
+        self.pub_active.publish(String(data=path))
+
+    def on_reset(self, request, response):
+        self.policy.reset()
+        self.last_stamp, self.cache = None, ()
+        response.success, response.message = True, f"policy reset ({self.policy.path})"
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    from mile_ros.nodes.common import run_node
+
+    return run_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""trainer_node: on ``/trainer/train``, one MILE update on every bag so far; announces the checkpoint.
+
+The answer's message is JSON (checkpoint, rows, intervention rate, skipped bags). The new
+checkpoint is written atomically under ``checkpoint_dir`` and published on ``/mile/checkpoint``,
+where the policy node picks it up.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from mile_ros.graph.training import train_from_bags
+from mile_ros.learning import MileConfig
+from mile_ros.nodes.common import Param, declare_parameters, publisher
+
+PARAMETERS = (
+    Param("bags_dir", "bags", "folder holding the episode bags (searched recursively)"),
+    Param("checkpoint_dir", "checkpoints", "where new checkpoints are written"),
+    Param("initial_checkpoint", "", "the policy the first update starts from"),
+    Param("epochs", 300, "MILE epochs per update", (1, 100000)),
+    Param("batch_size", 1024, "minibatch size", (1, 1000000)),
+    Param("lr", 1e-4, "learning rate", (1e-7, 1.0)),
+    Param("patience", 50, "epochs without held-out improvement before stopping", (1, 100000)),
+    Param("cost", 60.0, "MILE intervention cost c", (0.0, 1e6)),
+    Param("sigma", 75.0, "MILE probit scale sigma", (1e-6, 1e6)),
+    Param("val_fraction", 0.2, "fraction of episodes held out for model selection", (0.0, 0.9)),
+    Param("seed", 0, "training seed", (0, 2**31 - 1)),
+    Param("threads", 0, "torch threads while training; 0: torch's default", (0, 256)),
+)
+
+
+class TrainerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("trainer_node")
+        self.p = declare_parameters(self, PARAMETERS)
+        self.latest = self.p["initial_checkpoint"]
+        self.updates = 0
+        self.busy = threading.Lock()
+        self.pub_ckpt = publisher(self, "/mile/checkpoint")
+        self.create_service(
+            Trigger, "/trainer/train", self.on_train, callback_group=MutuallyExclusiveCallbackGroup()
+        )
+
+    def config(self) -> MileConfig:
+        p = self.p
+        return MileConfig(
+            epochs=p["epochs"],
+            batch_size=p["batch_size"],
+            lr=p["lr"],
+            patience=p["patience"],
+            cost=p["cost"],
+            sigma=p["sigma"],
+            val_fraction=p["val_fraction"],
+            seed=p["seed"],
+        )
+
+    def on_train(self, request, response):
+        if not self.busy.acquire(blocking=False):
+            response.success, response.message = False, "already training"
+            return response
+        try:
+            if not self.latest:
+                raise ValueError("no initial_checkpoint to start from")
+            out_dir = Path(self.p["checkpoint_dir"])
+            existing = sorted(out_dir.glob("update_*.pt"))
+            # Numbered after what is on disk, so a restarted trainer never overwrites an update.
+            number = max([int(e.stem.split("_")[1]) for e in existing], default=0) + 1
+            if existing and self.updates == 0:
+                self.latest = str(existing[-1])
+            outcome = train_from_bags(
+                self.p["bags_dir"],
+                self.latest,
+                out_dir / f"update_{number:03d}.pt",
+                self.config(),
+                threads=self.p["threads"] or None,
+            )
+        except Exception as exc:
+            self.get_logger().error(f"training failed: {exc}")
+            response.success, response.message = False, f"training failed: {exc}"
+            return response
+        finally:
+            self.busy.release()
+        self.latest, self.updates = str(outcome.checkpoint), self.updates + 1
+        for path, why in outcome.report.skipped:
+            self.get_logger().warn(f"skipped bag {path}: {why}")
+        self.pub_ckpt.publish(String(data=self.latest))
+        response.success = True
+        response.message = json.dumps(
+            {
+                "checkpoint": self.latest,
+                "rows": outcome.rows,
+                "intervention_rate": outcome.intervention_rate,
+                "best_epoch": outcome.best_epoch,
+                "seconds": round(outcome.seconds, 2),
+                "skipped": [[str(p), why] for p, why in outcome.report.skipped],
+                "summary": outcome.report.summary(),
+            }
+        )
+        self.get_logger().info(f"update {number}: {outcome.report.summary()} -> {self.latest}")
+        return response
+
+
+def main(args: list[str] | None = None) -> int:
+    from mile_ros.nodes.common import run_node
+
+    return run_node(TrainerNode, args, threads=2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
