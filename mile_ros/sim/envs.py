@@ -199,7 +199,8 @@ class MetaworldEnv(SimEnv):
         return np.ascontiguousarray(np.flipud(image))
 
     def ee_position(self) -> np.ndarray | None:
-        return np.array(self.unwrapped.tcp_center, dtype=np.float64)
+        """The hand's position, as in the observation's first three values (metres, world frame)."""
+        return np.array(self.unwrapped.get_endeff_pos(), dtype=np.float64)
 
 
 class LunarLanderEnv(SimEnv):

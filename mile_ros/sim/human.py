@@ -234,7 +234,9 @@ class SimulatedHuman:
         """A human action given that the human intervenes (eq. 3, or the expert's own action)."""
         if self.action_mode == "expert":
             return self.expert.act(frame)
-        expert_out, mental_out = self._model_inputs(stacked_obs, frame)
+        return self._draw(*self._model_inputs(stacked_obs, frame))
+
+    def _draw(self, expert_out: Any, mental_out: Any) -> Any:
         if self.spec.discrete:
             return self._draw_discrete(expert_out[0], mental_out[0])
         return self._draw_continuous(expert_out, mental_out)
@@ -276,7 +278,8 @@ class SimulatedHuman:
 
         ``last_probability`` holds this state's ``P(I=1|s)``.
         """
-        p = float(self.intervention_probability(stacked_obs, frame)[0])
+        expert_out, mental_out = self._model_inputs(stacked_obs, frame)
+        p = float(self._p_int(expert_out, mental_out, self.cost)[0])
         self.last_probability = p
         if self._takeover_left > 0:
             self._takeover_left -= 1
@@ -285,7 +288,11 @@ class SimulatedHuman:
             intervene = bool(self.rng.random() < p)
             if intervene:
                 self._takeover_left = self.min_takeover_steps - 1
-        return intervene, (self.draw_action(stacked_obs, frame) if intervene else None)
+        if not intervene:
+            return False, None
+        if self.action_mode == "expert":
+            return True, self.expert.act(frame)
+        return True, self._draw(expert_out, mental_out)
 
     def act(self, frame: np.ndarray) -> tuple[bool, Any]:
         """:meth:`decide` with this human's own frame stacking (call :meth:`reset` at episode start)."""

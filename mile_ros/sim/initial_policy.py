@@ -19,7 +19,7 @@ from mile_ros.learning import BCConfig, MileCheckpoint, PolicyRunner, fit_bc
 from .envs import make_env
 from .experts import make_expert
 from .presets import load_preset
-from .rollout import episodes_to_dataset, evaluate, run_episode
+from .rollout import episodes_to_dataset, evaluate, run_episode, single_torch_thread
 
 __all__ = ["DEMO_SEED_OFFSET", "InitialPolicy", "NoisyExpertActor", "make_initial_policy"]
 
@@ -83,9 +83,7 @@ def _attempt(
         val_fraction=0.0,  # few demonstrations: train on all, the band check judges the result
         seed=seed,
     )
-    policy, _ = fit_bc(
-        data.spec, data.stacked_observations(), data.robot_action, data.episode, config=config
-    )
+    policy, _ = fit_bc(data.spec, data.stacked_observations(), data.robot_action, data.episode, config=config)
     info = {
         "demos": demos,
         "demo_steps": len(data),
@@ -113,8 +111,6 @@ class _Labelled:
 
 def make_initial_policy(task: str, seed: int = 0, check_episodes: int | None = None) -> InitialPolicy:
     """The task's mediocre initial policy (see the module docstring); deterministic given ``seed``."""
-    import torch
-
     started = time.perf_counter()
     recipe = load_preset(task)["initial_policy"]
     lo, hi = recipe["band"]
@@ -122,9 +118,8 @@ def make_initial_policy(task: str, seed: int = 0, check_episodes: int | None = N
     n_check = int(check_episodes if check_episodes is not None else recipe["check_episodes"])
     attempts: list[dict[str, Any]] = []
     best: tuple[float, MileCheckpoint, dict, float] | None = None
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small nets: one thread is faster and makes runs bit-reproducible
-    try:
+    # Small nets: one thread is faster here, and it makes the run bit-reproducible.
+    with single_torch_thread():
         for demos in recipe["demos"]:
             ckpt, info = _attempt(task, recipe, int(demos), seed)
             result = evaluate(task, PolicyRunner(ckpt), n_check, seed=CHECK_SEED_OFFSET + 1000 * seed)
@@ -136,8 +131,6 @@ def make_initial_policy(task: str, seed: int = 0, check_episodes: int | None = N
                 best = (distance, ckpt, info, value)
             if distance == 0.0:
                 break
-    finally:
-        torch.set_num_threads(threads)
     assert best is not None, "the preset lists no demonstration counts"
     _, ckpt, info, value = best
     ckpt.meta.update(check=value, metric=metric, band=[lo, hi], attempts=attempts)
