@@ -1,0 +1,185 @@
+"""Driving nodes from outside, for tests and benchmarks: node processes and an in-process probe node.
+
+:class:`NodeProcess` starts ``python -m mile_ros.nodes.<node>`` with parameters in its own process;
+:class:`Probe` is an rclpy node in a private context on the same domain that publishes inputs,
+collects outputs and calls services, spinning in a background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+
+from mile_ros.graph.topics import TOPICS
+from mile_ros.nodes.common import call_service, qos
+from mile_ros.nodes.msgtypes import msg_class
+
+__all__ = ["NodeProcess", "Probe", "ros_env", "unique_domain_id"]
+
+_counter = itertools.count()
+
+
+def unique_domain_id() -> int:
+    """A domain id for this process and call (0-101 is the range safe on Linux)."""
+    return 10 + (os.getpid() * 7 + next(_counter) * 13) % 90
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+    return env
+
+
+class NodeProcess:
+    """One node in its own process; output goes to ``log``."""
+
+    def __init__(
+        self,
+        node: str,
+        domain_id: int,
+        params: dict[str, Any] | None = None,
+        log_dir: Path | None = None,
+        params_files: tuple[Path, ...] = (),
+    ) -> None:
+        self.node = node
+        cmd = [sys.executable, "-m", f"mile_ros.nodes.{node}", "--ros-args"]
+        for f in params_files:
+            cmd += ["--params-file", str(f)]
+        for key, value in (params or {}).items():
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            cmd += ["-p", f"{key}:={text}"]
+        self.log = (log_dir or Path("/tmp")) / f"{node}-{domain_id}-{os.getpid()}.log"
+        self._out = open(self.log, "wb")  # noqa: SIM115 (open for the process's life)
+        self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env=ros_env(domain_id))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        self._out.flush()
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up (a crash)."""
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._out.close()
+        return self.proc.returncode
+
+
+class Probe:
+    """An rclpy node on ``domain_id`` that records what arrives on the topics it listens to."""
+
+    def __init__(self, domain_id: int, name: str = "probe") -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
+        self.cond = threading.Condition()
+        self.pubs: dict[str, Any] = {}
+        self.clients: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        with contextlib.suppress(Exception):  # shutdown while spinning
+            self.executor.spin()
+
+    def listen(self, topic: str, depth: int | None = 1000) -> None:
+        def cb(msg, t=topic):
+            with self.cond:
+                self.received[t].append((time.monotonic(), msg))
+                self.cond.notify_all()
+
+        self.node.create_subscription(msg_class(TOPICS[topic].type), topic, cb, qos(topic, depth))
+
+    def publish(self, topic: str, msg: Any) -> None:
+        if topic not in self.pubs:
+            self.pubs[topic] = self.node.create_publisher(msg_class(TOPICS[topic].type), topic, qos(topic))
+        self.pubs[topic].publish(msg)
+
+    def wait_matched(self, topic: str, count: int = 1, timeout: float = 30.0) -> None:
+        """Wait until ``count`` subscribers match our publisher of ``topic`` (discovery)."""
+        if topic not in self.pubs:
+            self.pubs[topic] = self.node.create_publisher(msg_class(TOPICS[topic].type), topic, qos(topic))
+        deadline = time.monotonic() + timeout
+        while self.pubs[topic].get_subscription_count() < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no subscriber on {topic} after {timeout} s")
+            time.sleep(0.02)
+
+    def wait_publisher(self, topic: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.node.count_publishers(topic) < 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no publisher of {topic} after {timeout} s")
+            time.sleep(0.02)
+
+    def messages(self, topic: str) -> list[Any]:
+        with self.cond:
+            return [m for _, m in self.received[topic]]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+                self.cond.wait(min(left, 0.05))
+
+    def wait_count(self, topic: str, n: int, timeout: float = 30.0) -> list[Any]:
+        self.wait_for(lambda: len(self.received[topic]) >= n, timeout, f"{n} messages on {topic}")
+        return self.messages(topic)
+
+    def call(self, service: str, srv_type: type, request: Any = None, timeout: float = 30.0) -> Any:
+        if service not in self.clients:
+            self.clients[service] = self.node.create_client(srv_type, service)
+        return call_service(self.node, self.clients[service], request or srv_type.Request(), timeout)
+
+    def set_params(self, node: str, values: dict[str, Any], timeout: float = 30.0) -> None:
+        client = AsyncParameterClient(self.node, node)
+        if not client.wait_for_services(timeout_sec=timeout):
+            raise TimeoutError(f"parameter services of {node} not found")
+        done = threading.Event()
+        future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout):
+            raise TimeoutError(f"setting parameters of {node} timed out")
+        bad = [r.reason for r in future.result().results if not r.successful]
+        if bad:
+            raise RuntimeError(f"{node} refused parameters: {bad}")
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)

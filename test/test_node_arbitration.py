@@ -1,0 +1,147 @@
+"""arbitration_node as a process over DDS: takeover, human action, handover limit, watchdog hold."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from sensor_msgs.msg import Joy
+
+from mile_ros.graph.joy_mapping import load_joy_mapping
+from mile_ros.graph.topics import ACTION_NAMES
+from mile_ros.learning import MileCheckpoint, Spec, build_policy
+from mile_ros.nodes.common import stamp_ns, to_time, vector_msg
+from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+
+MAX_JUMP = 0.2
+WATCHDOG = 0.3
+
+
+@pytest.fixture
+def graph(tmp_path):
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    procs: list[NodeProcess] = []
+    yield domain, probe, procs, tmp_path
+    for p in procs:
+        p.stop()
+    probe.close()
+
+
+def start_arbitration(domain, procs, tmp_path, wait_for_teleop: bool) -> NodeProcess:
+    node = NodeProcess(
+        "arbitration_node",
+        domain,
+        {
+            "joy_mapping": "ps3",
+            "max_jump": MAX_JUMP,
+            "watchdog_timeout_s": WATCHDOG,
+            "watchdog_rate_hz": 50.0,
+            "wait_for_teleop": wait_for_teleop,
+        },
+        tmp_path,
+    )
+    procs.append(node)
+    return node
+
+
+def joy(stamp: int, action, takeover: bool) -> Joy:
+    axes, buttons = load_joy_mapping("ps3").encode(action, ["takeover"] if takeover else [])
+    msg = Joy(axes=axes, buttons=buttons)
+    msg.header.stamp = to_time(stamp)
+    return msg
+
+
+def test_takeover_handover_and_human_action(graph):
+    domain, probe, procs, tmp = graph
+    start_arbitration(domain, procs, tmp, wait_for_teleop=True)
+    for t in ("/mile/executed_action", "/mile/human_action", "/mile/intervention"):
+        probe.listen(t)
+    probe.wait_matched("/mile/proposed_action")
+    probe.wait_matched("/teleop/joy")
+    robot, human = np.full(4, 0.5), np.array([-0.5, -0.5, -0.5, 0.8])
+    plan = [False] * 6 + [True] * 8 + [False] * 8  # robot, takeover held, released
+    for i, takeover in enumerate(plan):
+        stamp = 1_000_000_000 + i * 50_000_000
+        probe.publish("/mile/proposed_action", vector_msg(stamp, ACTION_NAMES, robot))
+        probe.publish("/teleop/joy", joy(stamp, human if takeover else np.zeros(4), takeover))
+        probe.wait_count("/mile/executed_action", i + 1, timeout=20)
+    executed = probe.messages("/mile/executed_action")
+    sources = [m.header.frame_id for m in executed]
+    assert sources == ["human" if t else "robot" for t in plan]
+    assert [stamp_ns(m) for m in executed] == [1_000_000_000 + i * 50_000_000 for i in range(len(plan))]
+    actions = np.array([m.position for m in executed])
+    jumps = np.abs(np.diff(np.vstack([np.zeros(4), actions]), axis=0))
+    assert jumps.max() <= MAX_JUMP + 1e-9, f"command jumped by {jumps.max()}"
+    # It does reach each side's action once the handover is over.
+    np.testing.assert_allclose(actions[5], robot)
+    np.testing.assert_allclose(actions[13], human, atol=1e-6)
+    np.testing.assert_allclose(actions[-1], robot)
+    humans = probe.wait_count("/mile/human_action", 8)
+    assert [stamp_ns(m) for m in humans] == [stamp_ns(executed[i]) for i, t in enumerate(plan) if t]
+    for m in humans:  # the human's own action, not the smoothed command
+        np.testing.assert_allclose(m.position, human, atol=1e-6)
+    flags = [m.data for m in probe.wait_count("/mile/intervention", len(plan))]
+    assert flags == plan
+
+
+def test_watchdog_holds_when_proposals_stop(graph):
+    domain, probe, procs, tmp = graph
+    start_arbitration(domain, procs, tmp, wait_for_teleop=False)
+    probe.listen("/mile/executed_action")
+    probe.wait_matched("/mile/proposed_action")
+    action = np.array([0.1, 0.1, 0.1, 0.7])
+    for i in range(20):
+        probe.publish("/mile/proposed_action", vector_msg(i + 1, ACTION_NAMES, action))
+        time.sleep(0.02)
+    last_proposal = time.monotonic()
+    probe.wait_for(
+        lambda: any(m.header.frame_id == "hold" for _, m in probe.received["/mile/executed_action"]),
+        timeout=10,
+        what="a hold command",
+    )
+    first_hold = next(t for t, m in probe.received["/mile/executed_action"] if m.header.frame_id == "hold")
+    hold = next(m for _, m in probe.received["/mile/executed_action"] if m.header.frame_id == "hold")
+    assert first_hold - last_proposal <= WATCHDOG + 0.25, f"hold after {first_hold - last_proposal:.3f} s"
+    np.testing.assert_allclose(hold.position[:3], 0.0)  # no motion
+    assert hold.position[3] == pytest.approx(0.7)  # the gripper keeps its grasp
+
+
+def test_killed_policy_process_leads_to_hold(graph):
+    domain, probe, procs, tmp = graph
+    spec = Spec(39, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
+    ckpt = tmp / "policy.pt"
+    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (32, 32))).save(ckpt)
+    policy = NodeProcess("policy_node", domain, {"checkpoint": str(ckpt)}, tmp)
+    procs.append(policy)
+    start_arbitration(domain, procs, tmp, wait_for_teleop=False)
+    probe.listen("/mile/executed_action")
+    probe.wait_matched("/robot/state")
+    probe.wait_publisher("/mile/executed_action")
+    rng = np.random.default_rng(0)
+    killed_at = None
+    deadline = time.monotonic() + 60
+    i = 0
+    while time.monotonic() < deadline:
+        i += 1
+        state = vector_msg(i * 50_000_000, [f"obs_{k:02d}" for k in range(39)], rng.normal(size=39))
+        probe.publish("/robot/state", state)
+        time.sleep(0.05)
+        robot_steps = sum(m.header.frame_id == "robot" for m in probe.messages("/mile/executed_action"))
+        if killed_at is None and robot_steps >= 10:
+            policy.kill()  # mid-episode, no clean-up
+            killed_at = time.monotonic()
+        if killed_at is not None and time.monotonic() - killed_at > 2.0:
+            break
+    assert killed_at is not None, "the policy never drove the robot"
+    holds = [
+        t for t, m in probe.received["/mile/executed_action"] if m.header.frame_id == "hold" and t > killed_at
+    ]
+    assert holds, "no hold after the policy died"
+    assert holds[0] - killed_at <= WATCHDOG + 0.25, f"hold came {holds[0] - killed_at:.3f} s after the kill"
+    after = [m for t, m in probe.received["/mile/executed_action"] if t > killed_at + WATCHDOG + 0.25]
+    assert after and all(m.header.frame_id == "hold" for m in after)
