@@ -23,8 +23,12 @@ from mile_ros.robot.camera import Camera, CameraConfig, CameraEvent, parse_crop
 STATUS_TOPIC = "/camera/status"
 
 PARAMETERS = (
-    Param("source", "0", "device index (0), device path (/dev/video0), stream URL, video file or image "
-                         "sequence pattern (frames/%04d.png)"),
+    Param(
+        "source",
+        "0",
+        "device index (0), device path (/dev/video0), stream URL, video file or image "
+        "sequence pattern (frames/%04d.png)",
+    ),
     Param("kind", "auto", "auto, device, stream, file or sequence (auto: from the source's form)"),
     Param("width", 0, "requested capture width (devices); 0: the device's default", (0, 8192)),
     Param("height", 0, "requested capture height (devices); 0: the device's default", (0, 8192)),
@@ -56,10 +60,18 @@ class WebcamNode(Node):
     def __init__(self, **node_options) -> None:
         super().__init__("webcam_node", **node_options)
         p = declare_parameters(self, PARAMETERS)
-        config = CameraConfig(source=str(p["source"]), kind=p["kind"], width=p["width"], height=p["height"],
-                              fps=p["capture_fps"], crop=parse_crop(p["crop"]),
-                              output_width=p["output_width"], output_height=p["output_height"],
-                              loop=p["loop"], reconnect_s=p["reconnect_s"])
+        config = CameraConfig(
+            source=str(p["source"]),
+            kind=p["kind"],
+            width=p["width"],
+            height=p["height"],
+            fps=p["capture_fps"],
+            crop=parse_crop(p["crop"]),
+            output_width=p["output_width"],
+            output_height=p["output_height"],
+            loop=p["loop"],
+            reconnect_s=p["reconnect_s"],
+        )
         self.camera = Camera(config)
         self.period = 1.0 / p["rate_hz"]
         self.frame_id = p["frame_id"]
@@ -103,8 +115,12 @@ class WebcamNode(Node):
         else:
             self.get_logger().error(event.message)
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        status = {"state": event.kind, "message": event.message, "frames": self.published,
-                  "rate_hz": round(self.published / elapsed, 2)}
+        status = {
+            "state": event.kind,
+            "message": event.message,
+            "frames": self.published,
+            "rate_hz": round(self.published / elapsed, 2),
+        }
         self.pub_status.publish(String(data=json.dumps(status)))
 
     def close(self) -> None:
