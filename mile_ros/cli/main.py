@@ -24,7 +24,9 @@ SUBCOMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mile-ros", description="MILE: learn a robot policy from human interventions.")
+    parser = argparse.ArgumentParser(
+        prog="mile-ros", description="MILE: learn a robot policy from human interventions."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:

@@ -49,7 +49,9 @@ def fit_bc(
     if len(obs_t) == 0:
         raise ValueError("behaviour cloning needs at least one sample")
     val_mask = torch.from_numpy(
-        holdout_mask(np.zeros(len(obs_t)) if episodes is None else np.asarray(episodes), config.val_fraction, config.seed)
+        holdout_mask(
+            np.zeros(len(obs_t)) if episodes is None else np.asarray(episodes), config.val_fraction, config.seed
+        )
     )
     train_idx = torch.nonzero(~val_mask).squeeze(1)
     val_idx = torch.nonzero(val_mask).squeeze(1)

@@ -26,7 +26,10 @@ class CheckpointError(RuntimeError):
 
 
 def _net_record(net: PolicyNet) -> dict[str, Any]:
-    return {"hidden": list(net.hidden), "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+    return {
+        "hidden": list(net.hidden),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+    }
 
 
 def _net_from_record(spec: Spec, record: dict[str, Any]) -> PolicyNet:
@@ -52,7 +55,9 @@ class MileCheckpoint:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_model(cls, spec: Spec, model: MileModel, padding: str = "repeat", meta: dict | None = None) -> MileCheckpoint:
+    def from_model(
+        cls, spec: Spec, model: MileModel, padding: str = "repeat", meta: dict | None = None
+    ) -> MileCheckpoint:
         return cls(
             spec,
             model.policy,
@@ -120,6 +125,10 @@ class MileCheckpoint:
                 torch.save(self.to_dict(), f)
                 f.flush()
                 os.fsync(f.fileno())
+            try:  # what we publish must load under weights_only, or it is not published at all
+                torch.load(tmp, map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise CheckpointError(f"refusing to write {path}: it would not load with weights_only ({exc})") from exc
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -140,7 +149,8 @@ def load_checkpoint(path: str | os.PathLike, expected: Spec | None = None) -> Mi
         raise CheckpointError(f"{path} is not a mile_ros checkpoint")
     if raw.get("format_version") != CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {raw.get('format_version')}, this mile_ros reads {CHECKPOINT_VERSION}"
+            f"checkpoint {path} has format version {raw.get('format_version')}, "
+            f"this mile_ros reads {CHECKPOINT_VERSION}"
         )
     try:
         spec = Spec.from_dict(raw["spec"])

@@ -28,7 +28,7 @@ def holdout_mask(episodes: np.ndarray, val_fraction: float, seed: int = 0) -> np
     eps = np.unique(episodes)
     if val_fraction <= 0 or len(eps) < 2:
         return np.zeros(len(episodes), bool)
-    n_val = min(max(int(round(val_fraction * len(eps))), 1), len(eps) - 1)
+    n_val = min(max(round(val_fraction * len(eps)), 1), len(eps) - 1)
     return np.isin(episodes, np.random.default_rng(seed).permutation(eps)[:n_val])
 
 
@@ -113,9 +113,7 @@ class InterventionDataset:
             bad = (self.robot_action < 0) | (self.robot_action >= self.spec.act_dim)
             if bad.any():
                 self._fail(bad, f"robot action outside 0..{self.spec.act_dim - 1}")
-            missing = self.intervention & (
-                (self.human_action < 0) | (self.human_action >= self.spec.act_dim)
-            )
+            missing = self.intervention & ((self.human_action < 0) | (self.human_action >= self.spec.act_dim))
         else:
             bad = ~np.isfinite(self.robot_action).all(1)
             if bad.any():
@@ -211,8 +209,12 @@ class InterventionDataset:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
                 if meta.get("format_version") != FORMAT_VERSION:
-                    raise DatasetError(f"{path}: dataset format {meta.get('format_version')}, expected {FORMAT_VERSION}")
-                arrays = {k: z[k] for k in ("observation", "robot_action", "intervention", "human_action", "episode", "step")}
+                    raise DatasetError(
+                        f"{path}: dataset format {meta.get('format_version')}, expected {FORMAT_VERSION}"
+                    )
+                arrays = {
+                    k: z[k] for k in ("observation", "robot_action", "intervention", "human_action", "episode", "step")
+                }
         except DatasetError:
             raise
         except Exception as exc:

@@ -31,6 +31,7 @@ class MileLosses:
 
     intervention: Tensor
     policy: Tensor
+    mental: Tensor
     total: Tensor
 
 
@@ -91,9 +92,7 @@ class MileModel(nn.Module):
 
     # ---- the model --------------------------------------------------------------------------
 
-    def _log_probs(
-        self, policy_out, mental_out, human_action: Tensor | None
-    ) -> InterventionLogProbs:
+    def _log_probs(self, policy_out, mental_out, human_action: Tensor | None) -> InterventionLogProbs:
         if self.discrete:
             return self.discrete_model.log_probs(policy_out, mental_out, self.cost, self.sigma, human_action)
         mu, std_h = policy_out
@@ -116,8 +115,15 @@ class MileModel(nn.Module):
         human_action: Tensor,
         lambda_int: float = 1.0,
         lambda_policy: float = 1.0,
+        robot_action: Tensor | None = None,
+        lambda_mental: float = 0.0,
     ) -> MileLosses:
-        """``L = lambda_int L_int + lambda_policy L_policy``; L_policy's gradient never reaches the mental model."""
+        """``L = lambda_int L_int + lambda_policy L_policy (+ lambda_mental L_mental)``.
+
+        L_policy's gradient never reaches the mental model. ``L_mental`` (off by default, not in the
+        paper) anchors the mental model to the robot's recorded actions, the paper's assumption that
+        the human's belief about the robot is accurate.
+        """
         policy_out = self.policy(obs)
         mental_out = self.mental(obs)
         lp = self._log_probs(policy_out, mental_out, None)
@@ -132,4 +138,9 @@ class MileModel(nn.Module):
             l_policy = -lp_policy.log_p_action.sum() / n
         else:
             l_policy = l_int.new_zeros(())
-        return MileLosses(l_int, l_policy, lambda_int * l_int + lambda_policy * l_policy)
+        total = lambda_int * l_int + lambda_policy * l_policy
+        l_mental = l_int.new_zeros(())
+        if lambda_mental and robot_action is not None:
+            l_mental = -self.mental.log_prob(obs, robot_action).mean()
+            total = total + lambda_mental * l_mental
+        return MileLosses(l_int, l_policy, l_mental, total)

@@ -34,17 +34,23 @@ def make_ground_truth(
     cost: float = 2.0,
     sigma: float = 1.0,
     seed: int = 0,
-    mental_offset: float = 0.5,
+    mental_offset: float | None = None,
+    logit_scale: float = 4.0,
 ) -> GroundTruth:
     """Random networks with a mental model that disagrees with the policy by a state-dependent amount."""
     torch.manual_seed(seed)
+    if mental_offset is None:  # sized so that P(I=1|s) spreads over states (std ~0.1-0.15, mean ~0.3)
+        mental_offset = 2.0 if spec.discrete else 1.0
     policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, hidden)
     mental = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, hidden)
     with torch.no_grad():
         mental.load_state_dict(policy.state_dict())
         for p_m in mental.parameters():  # a perturbed copy: close in some states, far in others
             p_m.add_(mental_offset * torch.randn_like(p_m) * p_m.abs().mean())
-        if not spec.discrete:
+        if spec.discrete:  # confident policies, so that value gaps vary between states
+            for net in (policy, mental):
+                net.logits_head.weight.mul_(logit_scale)
+        else:
             for net in (policy, mental):  # moderate, varied stds around 0.3
                 net.log_std_head.bias.fill_(np.log(0.3))
                 net.log_std_head.weight.mul_(0.3)
@@ -53,9 +59,7 @@ def make_ground_truth(
 
 
 @torch.no_grad()
-def sample_record(
-    truth: GroundTruth, episodes: int, steps: int, seed: int = 0
-) -> InterventionDataset:
+def sample_record(truth: GroundTruth, episodes: int, steps: int, seed: int = 0) -> InterventionDataset:
     """Sample ``(s, a_R, I, a_H)`` from the model: ``a ~ pi_H``, ``I ~ Bernoulli(Phi(z(a)))``, ``a_R ~ pi_hat_R``.
 
     Drawing ``a`` from ``pi_H`` and keeping it with probability ``Phi((v(s,a) - c)/sigma)`` samples

@@ -27,6 +27,7 @@ class MileConfig(LoopConfig):
     mental_hidden: tuple[int, ...] | None = None  # None: same as hidden
     lambda_int: float = 1.0
     lambda_policy: float = 1.0
+    lambda_mental: float = 0.0  # anchor pi_hat_R to the robot's actions (not in the paper; off by default)
     cost: float = 60.0
     sigma: float = 75.0
     learn_cost: bool = False
@@ -100,14 +101,16 @@ def build_model(spec: Spec, config: MileConfig, init: MileCheckpoint | None = No
     )
 
 
-def _tensors(ds: InterventionDataset, padding: str) -> tuple[Tensor, Tensor, Tensor]:
+def _tensors(ds: InterventionDataset, padding: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     obs = torch.from_numpy(ds.stacked_observations(padding))
     flag = torch.from_numpy(ds.intervention)
     if ds.spec.discrete:
         human = torch.from_numpy(np.where(ds.intervention, ds.human_action, 0)).long()
+        robot = torch.from_numpy(ds.robot_action).long()
     else:
         human = torch.from_numpy(np.nan_to_num(ds.human_action)).float()
-    return obs, flag, human
+        robot = torch.from_numpy(ds.robot_action).float()
+    return obs, flag, human, robot
 
 
 def fit_mile(
@@ -123,17 +126,19 @@ def fit_mile(
     spec = dataset.spec
     train, val = dataset.split_by_episode(config.val_fraction, config.seed)
     model = model or build_model(spec, config, init)
-    obs, flag, human = _tensors(train, config.padding)
+    obs, flag, human, robot = _tensors(train, config.padding)
     if init is None or config.refit_normalizer:
         model.policy.normalizer.fit(obs)
         model.mental.normalizer.fit(obs)
 
     def batch_loss(idx: Tensor) -> Tensor:
-        return model.losses(obs[idx], flag[idx], human[idx], config.lambda_int, config.lambda_policy).total
+        return model.losses(
+            obs[idx], flag[idx], human[idx], config.lambda_int, config.lambda_policy, robot[idx], config.lambda_mental
+        ).total
 
     val_loss = None
     if len(val):
-        v_obs, v_flag, v_human = _tensors(val, config.padding)
+        v_obs, v_flag, v_human, _ = _tensors(val, config.padding)
 
         def val_loss() -> float:  # the record's NLL per step, whatever the training weights
             return float(model.losses(v_obs, v_flag, v_human).total)
