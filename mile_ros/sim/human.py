@@ -9,6 +9,7 @@ probability of stepping in for that action) or simply with the expert's own acti
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from mile_ros.learning import (
 from .envs import SimEnv, make_env
 from .experts import Expert, make_expert
 from .presets import load_preset
+from .rollout import episodes_to_dataset, run_episode, single_torch_thread
 
 __all__ = ["ACTION_MODES", "MentalModelFit", "SimulatedHuman", "fit_mental_model", "make_simulated_human"]
 
@@ -68,10 +70,6 @@ def fit_mental_model(
     Defaults come from the task preset's ``mental_model`` section. The rollouts use seeds far from
     the evaluation seeds, offset by ``seed``.
     """
-    import time
-
-    from .rollout import run_episode
-
     started = time.perf_counter()
     preset = load_preset(task)["mental_model"]
     rollouts = int(rollouts if rollouts is not None else preset["rollouts"])
@@ -86,8 +84,6 @@ def fit_mental_model(
     finally:
         if own_env:
             env.close()
-    from .rollout import episodes_to_dataset
-
     data = episodes_to_dataset(episodes)
     stacked = data.stacked_observations(ckpt.padding)
     config = config or BCConfig(
@@ -98,7 +94,10 @@ def fit_mental_model(
         patience=int(preset["patience"]),
         seed=seed,
     )
-    net, _ = fit_bc(data.spec, stacked, data.robot_action, data.episode, config=config, desc="mental model")
+    with single_torch_thread():  # measured 4x faster than two threads on a loaded 2-core machine
+        net, _ = fit_bc(
+            data.spec, stacked, data.robot_action, data.episode, config=config, desc="mental model"
+        )
     return MentalModelFit(
         net,
         stacked,
