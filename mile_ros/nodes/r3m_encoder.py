@@ -25,6 +25,8 @@ PARAMETERS = (
     Param("allow_random_weights", False, "run with an untrained ResNet-50 when no checkpoint is given "
                                          "(tests and demos only: the embeddings mean nothing)"),
     Param("device", "cpu", "cpu, cuda, cuda:N or auto"),
+    Param("cpu_threads", 0, "torch CPU threads (0: torch's choice; 1 is often faster on a busy machine)",
+          (0, 256)),
     Param("image_topic", "/camera/image_raw", "images to encode (rgb8, bgr8 or mono8)"),
     Param("embedding_topic", "/camera/embedding", "where the embeddings go"),
     Param("report_period_s", 10.0, "how often the achieved rate and dropped frames are logged",
@@ -52,6 +54,10 @@ class R3MEncoderNode(Node):
     def __init__(self, **node_options) -> None:
         super().__init__("r3m_encoder", **node_options)
         p = declare_parameters(self, PARAMETERS)
+        if p["cpu_threads"] > 0:
+            import torch
+
+            torch.set_num_threads(p["cpu_threads"])
         self.encoder = R3MEncoder(p["checkpoint"] or None, p["device"], p["allow_random_weights"])
         if self.encoder.random_weights:
             self.get_logger().warning("running with RANDOM weights (allow_random_weights): not for learning")

@@ -210,10 +210,7 @@ class Camera:
     def _convert(self, frame: np.ndarray) -> np.ndarray:
         import cv2
 
-        if frame.ndim == 2:
-            rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-        else:
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB if frame.ndim == 2 else cv2.COLOR_BGR2RGB)
         if self.config.crop is not None:
             x, y, w, h = self.config.crop
             if x + w > rgb.shape[1] or y + h > rgb.shape[0]:
