@@ -1,0 +1,164 @@
+"""widowx_driver: the arm behind the safety layer, with the Metaworld bridge's topics and services.
+
+Logic: :mod:`mile_ros.robot.arm`, :mod:`mile_ros.robot.safety`, :mod:`mile_ros.robot.backends`.
+Subscribes ``/mile/executed_action`` (``[dx, dy, dz, gripper]`` in [-1, 1], times ``max_step_m`` metres;
+``frame_id`` ``hold`` stops the arm); publishes ``/robot/state`` (joint positions), ``/robot/ee_pose``
+and ``/robot/safety`` at ``state_rate_hz``. Services: ``/sim/reset`` (home, then accept commands, as the
+bridge's episode start), ``/sim/set_running``, ``/robot/home``, ``/robot/estop`` (latches),
+``/robot/clear_estop``, ``/robot/torque``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool, Trigger
+
+from mile_ros.graph.topics import SOURCE_HOLD
+from mile_ros.nodes.common import Param, declare_parameters, publisher, qos, subscription, vector_msg
+from mile_ros.robot.arm import SafeArm
+from mile_ros.robot.backends import make_backend
+from mile_ros.robot.safety import SafetyConfig, SafetyLayer
+
+SAFETY_TOPIC = "/robot/safety"
+
+PARAMETERS = (
+    Param("backend", "interbotix", "interbotix (real WidowX or interbotix's Gazebo sim) or sim (kinematic)"),
+    Param("robot_model", "wx250s", "interbotix robot model (WidowX 250 6-DoF: wx250s)"),
+    Param("group_name", "arm", "interbotix joint group of the arm"),
+    Param("gripper_name", "gripper", "interbotix gripper joint"),
+    Param("moving_time", 0.2, "interbotix: duration of each short move, s", (0.02, 5.0)),
+    Param("accel_time", 0.1, "interbotix: acceleration time of each move (at most moving_time/2), s", (0.01, 2.5)),
+    Param("ee_roll", 0.0, "fixed end-effector roll, rad", (-math.pi, math.pi)),
+    Param("ee_pitch", math.pi / 2, "fixed end-effector pitch, rad (pi/2: gripper pointing down)", (-math.pi, math.pi)),
+    Param("ee_yaw_auto", True, "6-DoF: yaw follows atan2(y, x) (true) or stays at ee_yaw (false)"),
+    Param("ee_yaw", 0.0, "fixed end-effector yaw when ee_yaw_auto is false, rad", (-math.pi, math.pi)),
+    Param("sim_home", [0.3, 0.0, 0.2], "sim backend: home position of the end effector, m"),
+    Param("workspace_min", [0.15, -0.25, 0.04], "workspace box lower corner x, y, z in the base frame, m"),
+    Param("workspace_max", [0.45, 0.25, 0.35], "workspace box upper corner x, y, z in the base frame, m"),
+    Param("max_step_m", 0.01, "metres per unit of normalised action, per axis and step", (1e-4, 0.1)),
+    Param("max_motion_m", 0.015, "longest step (Euclidean), m; longer ones are shortened", (1e-4, 0.2)),
+    Param("command_timeout_s", 0.5, "no command for this long: the arm holds", (0.01, 10.0)),
+    Param("state_rate_hz", 20.0, "rate of /robot/state, /robot/ee_pose and /robot/safety", (1.0, 500.0)),
+    Param("home_on_start", False, "go to the home pose at start-up (moves a real arm without a command!)"),
+    Param("frame_id", "base_link", "frame of /robot/ee_pose (interbotix: <robot_name>/base_link)"),
+)
+
+
+class WidowXDriver(Node):
+    def __init__(self, **node_options) -> None:
+        super().__init__("widowx_driver", **node_options)
+        p = declare_parameters(self, PARAMETERS)
+        safety = SafetyLayer(
+            SafetyConfig(workspace_min=tuple(p["workspace_min"]), workspace_max=tuple(p["workspace_max"]),
+                         max_step_m=p["max_step_m"], max_motion_m=p["max_motion_m"],
+                         command_timeout_s=p["command_timeout_s"]),
+            log=lambda line: self.get_logger().warning(line),
+        )
+        if p["backend"] == "sim":
+            backend = make_backend("sim", home_position=tuple(p["sim_home"]))
+        else:
+            backend = make_backend(p["backend"], robot_model=p["robot_model"], group_name=p["group_name"],
+                                   gripper_name=p["gripper_name"], moving_time=p["moving_time"],
+                                   accel_time=p["accel_time"], roll=p["ee_roll"], pitch=p["ee_pitch"],
+                                   yaw=None if p["ee_yaw_auto"] else p["ee_yaw"])
+        self.arm = SafeArm(backend, safety)
+        self.frame_id = p["frame_id"]
+        self.running = True
+        if p["home_on_start"]:
+            self.arm.home()
+        self.pub_state = publisher(self, "/robot/state")
+        self.pub_pose = publisher(self, "/robot/ee_pose")
+        self.pub_safety = self.create_publisher(JointState, SAFETY_TOPIC, qos("reliable"))
+        subscription(self, "/mile/executed_action", self.on_command)
+        self.create_service(Trigger, "/sim/reset", self.on_reset)
+        self.create_service(SetBool, "/sim/set_running", self.on_set_running)
+        self.create_service(Trigger, "/robot/home", self.on_home)
+        self.create_service(Trigger, "/robot/estop", self.on_estop)
+        self.create_service(Trigger, "/robot/clear_estop", self.on_clear_estop)
+        self.create_service(SetBool, "/robot/torque", self.on_torque)
+        self.create_timer(1.0 / p["state_rate_hz"], self.on_timer)
+        self.get_logger().info(f"widowx_driver up with backend '{p['backend']}'")
+
+    def on_command(self, msg) -> None:
+        source = f"/mile/executed_action ({msg.header.frame_id or 'unlabelled'})"
+        if msg.header.frame_id == SOURCE_HOLD or not self.running:
+            self.arm.hold()
+            return
+        self.arm.step(list(msg.position), source)
+
+    def on_timer(self) -> None:
+        self.arm.tick()
+        state = self.arm.state()
+        stamp = self.get_clock().now()
+        self.pub_state.publish(vector_msg(stamp.nanoseconds, state.joint_names, state.joint_positions))
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp.to_msg(), self.frame_id
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in state.ee_position)
+        q = state.ee_orientation
+        pose.pose.orientation.x, pose.pose.orientation.y = float(q[0]), float(q[1])
+        pose.pose.orientation.z, pose.pose.orientation.w = float(q[2]), float(q[3])
+        self.pub_pose.publish(pose)
+        counters = self.arm.safety.counters.as_dict()
+        names = [*counters, "estopped", "holding", "gripper_closed"]
+        values = [*counters.values(), float(self.arm.safety.estopped), float(self.arm.holding),
+                  float(state.gripper_closed)]
+        self.pub_safety.publish(vector_msg(stamp.nanoseconds, names, np.asarray(values, dtype=float)))
+
+    def on_reset(self, request, response):
+        response = self.on_home(request, response)
+        if response.success:
+            self.running = True
+            response.message = "episode started at the home pose"
+        return response
+
+    def on_set_running(self, request, response):
+        self.running = bool(request.data)
+        if not self.running:
+            self.arm.hold()
+        response.success, response.message = True, "running" if self.running else "paused: the arm holds"
+        return response
+
+    def on_home(self, request, response):
+        try:
+            self.arm.home()
+        except PermissionError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        response.success, response.message = True, "at the home pose"
+        return response
+
+    def on_estop(self, request, response):
+        self.arm.estop("e-stop service /robot/estop")
+        response.success, response.message = True, "e-stop latched: call /robot/clear_estop to release"
+        return response
+
+    def on_clear_estop(self, request, response):
+        was = self.arm.clear_estop()
+        response.success = True
+        response.message = "e-stop cleared; the arm holds until the next command" if was else "e-stop was not latched"
+        return response
+
+    def on_torque(self, request, response):
+        self.arm.set_torque(bool(request.data))
+        response.success, response.message = True, f"torque {'on' if request.data else 'off'}"
+        return response
+
+    def close(self) -> None:
+        self.arm.hold()
+        self.arm.backend.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    from mile_ros.nodes.common import run_node
+
+    return run_node(WidowXDriver, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
