@@ -19,7 +19,8 @@ def driver():
     import rclpy
     from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
-    from sensor_msgs.msg import JointState
+    from sensor_msgs.msg import JointState, Joy
+    from std_msgs.msg import Bool
     from std_srvs.srv import SetBool, Trigger
 
     from mile_ros.nodes.common import qos
@@ -29,7 +30,7 @@ def driver():
     proc = subprocess.Popen(
         [sys.executable, "-m", "mile_ros.nodes.widowx_driver", "--ros-args", "-p", "backend:=sim",
          "-p", "max_step_m:=0.01", "-p", "max_motion_m:=0.015", "-p", "command_timeout_s:=0.3",
-         "-p", "state_rate_hz:=50.0", "-p", "workspace_max:=[0.45, 0.25, 0.225]"],
+         "-p", "state_rate_hz:=50.0", "-p", "workspace_max:=[0.45, 0.25, 0.225]", "-p", "joy_mapping:=sdl"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
@@ -84,6 +85,11 @@ def driver():
     node.create_subscription(PoseStamped, "/robot/ee_pose", h.poses.append, qos("sensor"))
     node.create_subscription(JointState, "/robot/safety", h.safety.append, qos("reliable"))
     node.create_subscription(JointState, "/robot/state", h.states.append, qos("sensor"))
+    h.ends = []
+    h.successes = []
+    node.create_subscription(JointState, "/sim/episode_end", h.ends.append, qos("reliable"))
+    node.create_subscription(Bool, "/robot/success", lambda m: h.successes.append(m.data), qos("reliable"))
+    h.joy = node.create_publisher(Joy, "/teleop/joy", qos("reliable"))
     h.pub = node.create_publisher(JointState, "/mile/executed_action", qos("reliable"))
     h.estop = node.create_client(Trigger, "/robot/estop")
     h.clear = node.create_client(Trigger, "/robot/clear_estop")
@@ -148,6 +154,44 @@ def test_driver_over_dds(driver):
     np.testing.assert_allclose(h.position(), HOME)
     h.command([0.0, 0.0, -1.0, 0.0])
     np.testing.assert_allclose(h.position(), [0.3, 0.0, 0.19], atol=1e-9)
+
+
+def test_operator_buttons_end_episodes(driver):
+    from sensor_msgs.msg import Joy
+
+    from mile_ros.graph.joy_mapping import load_joy_mapping
+
+    h, sdl = driver, load_joy_mapping("sdl")
+
+    def press(which: str) -> None:
+        for pressed in ((which,), ()):
+            axes, buttons = sdl.encode([0, 0, 0, 0], pressed)
+            h.joy.publish(Joy(axes=axes, buttons=buttons))
+            h.position()  # let it arrive
+
+    h.spin_until(lambda: h.joy.get_subscription_count() > 0, what="the driver's Joy subscription")
+    h.command([1.0, 0, 0, 0])
+    h.command([1.0, 0, 0, 0])
+    press("success")
+    h.spin_until(lambda: bool(h.ends), what="/sim/episode_end")
+    end = h.ends[-1]
+    assert end.header.frame_id == "success" and dict(zip(end.name, end.position))["steps"] == 2.0
+    h.spin_until(lambda: h.successes and h.successes[-1], what="/robot/success true")
+    where = h.position()
+    h.command([1.0, 0, 0, 0])  # ended: the arm holds until the next reset
+    np.testing.assert_array_equal(h.position(), where)
+    press("failure")  # no episode running: no second end
+    assert len(h.ends) == 1
+
+    assert h.call(h.reset, h.Trigger.Request()).success
+    h.spin_until(lambda: not h.successes[-1], what="/robot/success false after reset")
+    h.command([0.0, 1.0, 0, 0])
+    press("discard")
+    h.spin_until(lambda: len(h.ends) == 2, what="the discarded episode's end")
+    assert h.ends[-1].header.frame_id == "discard" and dict(zip(h.ends[-1].name, h.ends[-1].position))["steps"] == 1
+    h.command([0.0, 1.0, 0, 0])
+    press("home")
+    np.testing.assert_allclose(h.position(), HOME)
 
 
 def test_interbotix_backend_missing_fails_clearly():

@@ -6,6 +6,11 @@ Subscribes ``/mile/executed_action`` (``[dx, dy, dz, gripper]`` in [-1, 1], time
 and ``/robot/safety`` at ``state_rate_hz``. Services: ``/sim/reset`` (home, then accept commands, as the
 bridge's episode start), ``/sim/set_running``, ``/robot/home``, ``/robot/estop`` (latches),
 ``/robot/clear_estop``, ``/robot/torque``.
+
+A real arm has no success detector: the operator ends episodes with the pad's success / failure /
+discard buttons (``/teleop/joy``, read with ``joy_mapping``), and the driver publishes ``/robot/success``
+and ``/sim/episode_end`` as the Metaworld bridge does (reasons ``success``, ``failure``, ``discard``,
+``time_limit``); the arm then holds until the next ``/sim/reset``. The home button homes the arm.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
+from mile_ros.graph.joy_mapping import JoyMappingError, load_joy_mapping
 from mile_ros.graph.topics import SOURCE_HOLD
 from mile_ros.nodes.common import Param, declare_parameters, publisher, qos, subscription, vector_msg
 from mile_ros.robot.arm import SafeArm
@@ -47,6 +54,9 @@ PARAMETERS = (
     Param("state_rate_hz", 20.0, "rate of /robot/state, /robot/ee_pose and /robot/safety", (1.0, 500.0)),
     Param("home_on_start", False, "go to the home pose at start-up (moves a real arm without a command!)"),
     Param("frame_id", "base_link", "frame of /robot/ee_pose (interbotix: <robot_name>/base_link)"),
+    Param("joy_mapping", "ps3", "gamepad mapping whose success/failure/discard/home buttons end episodes"),
+    Param("operator_buttons", True, "end episodes and home from the pad's buttons (/teleop/joy)"),
+    Param("max_episode_steps", 0, "end an episode after this many commands; 0: no limit", (0, 1000000)),
 )
 
 
@@ -75,7 +85,15 @@ class WidowXDriver(Node):
         self.pub_state = publisher(self, "/robot/state")
         self.pub_pose = publisher(self, "/robot/ee_pose")
         self.pub_safety = self.create_publisher(JointState, SAFETY_TOPIC, qos("reliable"))
+        self.pub_success = publisher(self, "/robot/success")
+        self.pub_end = publisher(self, "/sim/episode_end")
+        self.max_steps = int(p["max_episode_steps"])
+        self.steps, self.success = 0, False
+        self.mapping = load_joy_mapping(p["joy_mapping"])
+        self.buttons_before: dict[str, bool] = {}
         subscription(self, "/mile/executed_action", self.on_command)
+        if p["operator_buttons"]:
+            subscription(self, "/teleop/joy", self.on_joy)
         self.create_service(Trigger, "/sim/reset", self.on_reset)
         self.create_service(SetBool, "/sim/set_running", self.on_set_running)
         self.create_service(Trigger, "/robot/home", self.on_home)
@@ -90,7 +108,40 @@ class WidowXDriver(Node):
         if msg.header.frame_id == SOURCE_HOLD or not self.running:
             self.arm.hold()
             return
-        self.arm.step(list(msg.position), source)
+        if self.arm.step(list(msg.position), source) is not None:
+            self.steps += 1
+            if self.max_steps and self.steps >= self.max_steps:
+                self.end_episode("time_limit")
+
+    def on_joy(self, msg) -> None:
+        for which in ("success", "failure", "discard", "home"):
+            try:
+                down = self.mapping.pressed(msg.buttons, which)
+            except JoyMappingError as exc:
+                self.get_logger().error(f"Joy ignored: {exc}", throttle_duration_sec=5.0)
+                return
+            rising = down and not self.buttons_before.get(which, False)
+            self.buttons_before[which] = down
+            if not rising:
+                continue
+            if which == "home":
+                try:
+                    self.arm.home()
+                except PermissionError as exc:
+                    self.get_logger().error(f"home button: {exc}")
+            elif self.running:
+                self.end_episode(which)
+
+    def end_episode(self, reason: str) -> None:
+        """As the bridge: success flag, /sim/episode_end (steps, success, return), then hold until reset."""
+        self.success = reason == "success"
+        self.running = False
+        self.arm.hold()
+        stamp = self.get_clock().now().nanoseconds
+        self.pub_success.publish(Bool(data=self.success))
+        self.pub_end.publish(vector_msg(stamp, ["steps", "success", "return"],
+                                        [self.steps, float(self.success), float(self.success)], reason))
+        self.get_logger().info(f"episode ended by {reason} after {self.steps} steps")
 
     def on_timer(self) -> None:
         self.arm.tick()
@@ -109,11 +160,13 @@ class WidowXDriver(Node):
         values = [*counters.values(), float(self.arm.safety.estopped), float(self.arm.holding),
                   float(state.gripper_closed)]
         self.pub_safety.publish(vector_msg(stamp.nanoseconds, names, np.asarray(values, dtype=float)))
+        self.pub_success.publish(Bool(data=self.success))
 
     def on_reset(self, request, response):
         response = self.on_home(request, response)
         if response.success:
             self.running = True
+            self.steps, self.success = 0, False
             response.message = "episode started at the home pose"
         return response
 
