@@ -1,0 +1,82 @@
+"""metaworld_bridge as a process: lockstep stepping, /clock, episode end, reset, rendered camera."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("metaworld")
+
+from std_srvs.srv import SetBool, Trigger
+
+from mile_ros.graph.topics import ACTION_NAMES
+from mile_ros.nodes.common import stamp_ns, vector_msg
+from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+
+TASK = "drawer-open-v3"
+
+
+def test_lockstep_bridge_matches_the_environment(tmp_path):
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    node = NodeProcess(
+        "metaworld_bridge",
+        domain,
+        {"task": TASK, "lockstep": True, "max_episode_steps": 6, "render": True, "image_size": 64, "seed": 5},
+        tmp_path,
+    )
+    try:
+        for t in (
+            "/robot/state",
+            "/clock",
+            "/sim/episode_end",
+            "/robot/success",
+            "/camera/image_raw",
+            "/robot/ee_pose",
+        ):
+            probe.listen(t)
+        probe.wait_matched("/mile/executed_action")
+        res = probe.call("/sim/reset", Trigger, timeout=60)
+        assert res.success, res.message
+        states = probe.wait_count("/robot/state", 1)
+        rng = np.random.default_rng(0)
+        actions = []
+        # A command with another stamp does not step the simulation.
+        probe.publish("/mile/executed_action", vector_msg(stamp_ns(states[0]) + 1, ACTION_NAMES, np.zeros(4)))
+        for k in range(6):
+            state = probe.wait_count("/robot/state", k + 1, timeout=20)[k]
+            action = rng.uniform(-1, 1, 4)
+            actions.append(action)
+            probe.publish("/mile/executed_action", vector_msg(stamp_ns(state), ACTION_NAMES, action, "robot"))
+        end = probe.wait_count("/sim/episode_end", 1, timeout=20)[0]
+        time.sleep(0.3)  # nothing more may come after the end
+        states = probe.messages("/robot/state")
+        assert len(states) == 7 and end.header.frame_id in ("time_limit", "success")
+        assert dict(zip(end.name, end.position))["steps"] == 6
+        stamps = [stamp_ns(s) for s in states]
+        assert np.all(np.diff(stamps) == 50_000_000)  # 20 Hz simulated time
+        clock = [c.clock.sec * 10**9 + c.clock.nanosec for c in probe.messages("/clock")]
+        assert clock[-1] == stamps[-1] and clock == sorted(clock)
+
+        from mile_ros.sim import make_env
+
+        env = make_env(TASK, seed=5, render=True, image_size=64)
+        expected = [env.reset(5)]
+        for a in actions:
+            expected.append(env.step(a).obs)
+        np.testing.assert_allclose([s.position for s in states], np.array(expected), atol=1e-5)
+        image = probe.messages("/camera/image_raw")[-1]
+        assert (image.height, image.width, image.encoding) == (64, 64, "rgb8")
+        pixels = np.frombuffer(bytes(image.data), np.uint8).reshape(64, 64, 3)
+        assert np.abs(pixels.astype(int) - env.render().astype(int)).mean() < 2.0  # the same, right side up
+        ee = probe.messages("/robot/ee_pose")[-1].pose.position
+        np.testing.assert_allclose([ee.x, ee.y, ee.z], env.ee_position(), atol=1e-6)
+        env.close()
+        # After the end, resuming is refused until a reset.
+        assert not probe.call("/sim/set_running", SetBool, SetBool.Request(data=True)).success
+    finally:
+        node.stop()
+        probe.close()

@@ -1,0 +1,107 @@
+"""policy_node as a process: stamped outputs, takeover probability, hot checkpoint swap without a gap."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from std_msgs.msg import String
+
+from mile_ros.learning import FrameStacker, MileCheckpoint, Spec, build_policy, load_checkpoint
+from mile_ros.nodes.common import stamp_ns, vector_msg
+from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+
+OBS = 39
+
+
+def make_ckpt(path, seed, mental):
+    import torch
+
+    torch.manual_seed(seed)
+    spec = Spec(OBS, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
+    policy = build_policy(spec.stacked_dim, 4, False, (32, 32))
+    m = build_policy(spec.stacked_dim, 4, False, (32, 32)) if mental else None
+    MileCheckpoint(spec, policy, m, cost=0.5, sigma=1.0).save(path)
+    return path
+
+
+def expected_actions(path, frames):
+    import torch
+
+    ck = load_checkpoint(path)
+    stacker = FrameStacker(OBS, 3)
+    out = []
+    for f in frames:
+        obs = torch.from_numpy(stacker.push(f)).unsqueeze(0)
+        with torch.no_grad():
+            out.append(np.clip(ck.policy.act(obs, True)[0].numpy(), -1, 1))
+    return np.array(out)
+
+
+def test_policy_node_swaps_checkpoints_without_a_gap(tmp_path):
+    a = make_ckpt(tmp_path / "a.pt", 0, mental=False)
+    b = make_ckpt(tmp_path / "b.pt", 1, mental=True)
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    node = NodeProcess("policy_node", domain, {"checkpoint": str(a)}, tmp_path)
+    try:
+        for t in (
+            "/mile/observation",
+            "/mile/proposed_action",
+            "/mile/intervention_probability",
+            "/mile/active_checkpoint",
+        ):
+            probe.listen(t)
+        probe.wait_matched("/robot/state")
+        probe.wait_matched("/mile/checkpoint")
+        rng = np.random.default_rng(0)
+        frames, swap_sent, b_active_at = [], None, None
+        for i in range(200):
+            frame = rng.normal(size=OBS)
+            frames.append(frame)
+            stamp = (i + 1) * 50_000_000
+            msg = vector_msg(stamp, [f"obs_{k:02d}" for k in range(OBS)], frame)
+            deadline = time.monotonic() + 20
+            while not any(stamp_ns(m) == stamp for m in probe.messages("/mile/proposed_action")):
+                assert time.monotonic() < deadline, f"no proposal for step {i}: a gap in commands"
+                probe.publish("/robot/state", msg)  # best effort: resend until answered
+                with probe.cond:
+                    probe.cond.wait(0.2)
+            if i == 20:
+                probe.publish("/mile/checkpoint", String(data=str(tmp_path / "broken.pt")))
+                probe.publish("/mile/checkpoint", String(data=str(b)))
+                swap_sent = i
+            if (
+                swap_sent is not None
+                and b_active_at is None
+                and any(m.data == str(b) for m in probe.messages("/mile/active_checkpoint"))
+            ):
+                b_active_at = i
+            if b_active_at is not None and i >= b_active_at + 20:
+                break
+        assert b_active_at is not None, "the policy node never reported the new checkpoint"
+        props = {}
+        for m in probe.messages("/mile/proposed_action"):
+            props.setdefault(stamp_ns(m), np.array(m.position))
+        n = len(frames)
+        got = np.array([props[(i + 1) * 50_000_000] for i in range(n)])
+        exp_a, exp_b = expected_actions(a, frames), expected_actions(b, frames)
+        from_a = np.all(np.isclose(got, exp_a, atol=1e-5), axis=1)
+        from_b = np.all(np.isclose(got, exp_b, atol=1e-5), axis=1)
+        switch = int(np.argmax(from_b))
+        assert from_a[:switch].all() and from_b[switch:].all(), "each step must come from A, then from B"
+        assert swap_sent < switch <= b_active_at + 1
+        obs = {stamp_ns(m): np.array(m.position) for m in probe.messages("/mile/observation")}
+        np.testing.assert_allclose(obs[50_000_000], frames[0])
+        probs = probe.messages("/mile/intervention_probability")
+        assert probs and all(stamp_ns(p) >= (switch + 1) * 50_000_000 for p in probs)  # only B has a mental model
+        assert all(0.0 <= p.position[0] <= 1.0 for p in probs)
+        assert "broken.pt" in node.output() and node.alive()
+    finally:
+        node.stop()
+        probe.close()

@@ -1,0 +1,115 @@
+"""recorder_node as a process: one MCAP bag per episode with metadata; a SIGKILL loses nothing written."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from std_srvs.srv import Trigger
+
+from mile_ros.graph.bag_dataset import episode_steps
+from mile_ros.graph.bag_episode import BagError, read_bag
+from mile_ros.graph.topics import ACTION_NAMES
+from mile_ros.nodes.common import vector_msg
+from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    node = NodeProcess("recorder_node", domain, {"output_dir": str(tmp_path), "drain_s": 1.0}, tmp_path)
+    for topic in (
+        "/mile/observation",
+        "/mile/proposed_action",
+        "/mile/executed_action",
+        "/mile/human_action",
+        "/sim/episode_end",
+    ):
+        probe.wait_matched(topic)
+    yield probe, node, tmp_path
+    node.stop()
+    probe.close()
+
+
+def publish_step(probe, stamp, obs, robot, human=None):
+    probe.publish("/mile/observation", vector_msg(stamp, [f"obs_{k}" for k in range(len(obs))], obs))
+    probe.publish("/mile/proposed_action", vector_msg(stamp, ACTION_NAMES, robot))
+    if human is None:
+        probe.publish("/mile/executed_action", vector_msg(stamp, ACTION_NAMES, robot, "robot"))
+    else:
+        probe.publish("/mile/executed_action", vector_msg(stamp, ACTION_NAMES, human, "human"))
+        probe.publish("/mile/human_action", vector_msg(stamp, ACTION_NAMES, human, "human"))
+
+
+def stop(probe):
+    deadline = time.monotonic() + 20
+    while True:
+        res = probe.call("/recorder/stop", Trigger)
+        if res.success or time.monotonic() > deadline:
+            return res
+        time.sleep(0.05)
+
+
+def test_records_an_episode_with_metadata(recorder):
+    probe, node, tmp = recorder
+    bag = tmp / "it0" / "train_000"
+    probe.set_params(
+        "recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"iteration": 0, "mode": "train"})}
+    )
+    assert probe.call("/recorder/start", Trigger).success
+    assert not probe.call("/recorder/start", Trigger).success  # one episode at a time
+    rng = np.random.default_rng(0)
+    published = []
+    for i in range(40):
+        stamp = 10**9 + i * 5 * 10**7
+        obs, robot = rng.normal(size=6), rng.uniform(-1, 1, 4)
+        human = rng.uniform(-1, 1, 4) if 10 <= i < 15 else None
+        publish_step(probe, stamp, obs, robot, human)
+        published.append((stamp, obs, robot, human))
+        time.sleep(0.002)
+    end = 10**9 + 40 * 5 * 10**7
+    probe.publish("/sim/episode_end", vector_msg(end, ["steps", "success", "return"], [40, 1.0, 3.0], "success"))
+    res = stop(probe)
+    assert res.success, res.message
+    result = json.loads(res.message)
+    assert result["steps"] == 40 and result["interventions"] == 5 and result["success"] is True
+    read = read_bag(bag)
+    assert read.complete and read.metadata["iteration"] == 0 and read.metadata["end_reason"] == "success"
+    steps = episode_steps(read)
+    assert list(steps.stamps) == [p[0] for p in published]
+    np.testing.assert_allclose(steps.observation, np.array([p[1] for p in published]))
+    assert list(steps.intervention) == [p[3] is not None for p in published]
+    # An existing bag folder is never overwritten.
+    assert not probe.call("/recorder/start", Trigger).success
+    assert read_bag(bag).metadata["iteration"] == 0
+
+
+def test_killed_recorder_leaves_a_readable_bag(recorder):
+    probe, node, tmp = recorder
+    bag = tmp / "killed"
+    probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": "{}"})
+    assert probe.call("/recorder/start", Trigger).success
+    for i in range(30):
+        publish_step(probe, 10**9 + i, np.full(3, float(i)), np.zeros(4))
+
+    def on_disk() -> int:
+        try:
+            return len(read_bag(bag).topic("/mile/executed_action"))
+        except BagError:
+            return 0
+
+    deadline = time.monotonic() + 20
+    while on_disk() < 30:  # the recorder flushes every message: all of them reach the file
+        assert time.monotonic() < deadline, f"only {on_disk()} of 30 commands on disk"
+        time.sleep(0.05)
+    node.kill()
+    read = read_bag(bag)
+    assert not read.complete
+    assert [m.decode().position[0] for m in read.topic("/mile/observation")] == [float(i) for i in range(30)]
+    assert len(episode_steps(read).stamps) == 30

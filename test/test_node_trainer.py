@@ -1,0 +1,63 @@
+"""trainer_node as a process: train on the bags, skip a corrupt one by name, announce, never overwrite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from std_srvs.srv import Trigger
+from test_graph_bags import OBS_DIM, write_episode
+
+from mile_ros.learning import MileCheckpoint, Spec, build_policy, load_checkpoint
+from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+
+
+def test_trainer_node_updates_and_announces(tmp_path):
+    bags = tmp_path / "bags"
+    for k in range(3):
+        write_episode(bags / f"train_{k:03d}", 15, human_steps={2, 3, 9}, seed=k)
+    (bags / "broken").mkdir()
+    (bags / "broken" / "broken.mcap").write_bytes(b"\x89MCAP0\r\n garbage")
+    spec = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
+    init = tmp_path / "init.pt"
+    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (16,))).save(init)
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    node = NodeProcess(
+        "trainer_node",
+        domain,
+        {
+            "bags_dir": str(bags),
+            "checkpoint_dir": str(tmp_path / "ckpt"),
+            "initial_checkpoint": str(init),
+            "epochs": 3,
+            "batch_size": 16,
+            "cost": 1.0,
+            "sigma": 1.0,
+        },
+        tmp_path,
+    )
+    try:
+        probe.listen("/mile/checkpoint")
+        res = probe.call("/trainer/train", Trigger, timeout=120)
+        assert res.success, res.message
+        first = json.loads(res.message)
+        assert first["checkpoint"] == str(tmp_path / "ckpt" / "update_001.pt") and first["rows"] == 45
+        assert [s[0] for s in first["skipped"]] == [str(bags / "broken")]
+        announced = probe.wait_count("/mile/checkpoint", 1)[0].data
+        assert announced == first["checkpoint"]
+        ckpt = load_checkpoint(first["checkpoint"], expected=spec)
+        assert ckpt.mental is not None and ckpt.meta["source_checkpoint"] == str(init)
+        before = (tmp_path / "ckpt" / "update_001.pt").read_bytes()
+        second = json.loads(probe.call("/trainer/train", Trigger, timeout=120).message)
+        assert second["checkpoint"].endswith("update_002.pt")
+        assert load_checkpoint(second["checkpoint"]).meta["source_checkpoint"] == first["checkpoint"]
+        assert (tmp_path / "ckpt" / "update_001.pt").read_bytes() == before
+        assert probe.wait_count("/mile/checkpoint", 2)[1].data == second["checkpoint"]
+        assert "skipped bag" in node.output() and "broken" in node.output()
+    finally:
+        node.stop()
+        probe.close()
