@@ -57,7 +57,7 @@ def stop(probe):
 
 
 def test_records_an_episode_with_metadata(recorder):
-    probe, node, tmp = recorder
+    probe, _, tmp = recorder
     bag = tmp / "it0" / "train_000"
     probe.set_params(
         "recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"iteration": 0, "mode": "train"})}
