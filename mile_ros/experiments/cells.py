@@ -27,9 +27,13 @@ from .metrics import prediction_scores
 from .presets import ExperimentPreset, parse_method
 from .tasks import EVAL_SEED, HumanSetup, TaskSetup, build_human, expert_demos
 
-__all__ = ["Cell", "run_cell"]
+__all__ = ["Cell", "TrainingDivergedError", "run_cell"]
 
 COLLECT_SEED = 10_000  # collection episodes never reuse evaluation seeds
+
+
+class TrainingDivergedError(RuntimeError):
+    """A method returned a policy with NaN or infinite weights."""
 
 
 @dataclass(frozen=True)
@@ -58,23 +62,39 @@ def _as_dataset(episodes: list[Episode], first_id: int) -> InterventionDataset:
     return InterventionDataset.concatenate([ep.to_dataset(first_id + i) for i, ep in enumerate(episodes)])
 
 
-def _train(
-    method: str, data: InterventionDataset, current: MileCheckpoint, cell: Cell, preset, it: int, demos
-):
+def _train(method: str, data: InterventionDataset, current: MileCheckpoint, cell: Cell, preset, it: int, demos):
     name, extra = parse_method(method)
     overrides = {**preset.overrides(name), **extra, "seed": 1000 * cell.seed + it}
     config = baselines.default_config(name, cell.task, iterative=cell.iterations > 1, **overrides)
-    return baselines.train(name, data, current, config, demos=demos if name != "mile" else None)
+    trained = baselines.train(name, data, current, config, demos=demos if name != "mile" else None)
+    bad = [k for k, v in trained.policy.state_dict().items() if not torch.isfinite(v).all()]
+    if bad:
+        raise TrainingDivergedError(
+            f"{method} returned non-finite weights ({', '.join(bad[:3])}...) at iteration {it}, "
+            f"trained on {len(data)} steps ({int(data.intervention.sum())} intervened)"
+        )
+    return trained
 
 
-def run_cell(
-    cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset: ExperimentPreset
-) -> list[dict[str, Any]]:
-    """Run one cell; returns its rows (one per iteration, or per predictor and iteration)."""
+def run_cell(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset: ExperimentPreset) -> list[dict[str, Any]]:
+    """Run one cell; returns its rows (one per iteration, or per predictor and iteration).
+
+    A cell that fails (e.g. a method whose training diverges) keeps the rows it finished and ends
+    with a row whose ``error`` says what happened, so one bad cell does not stop a long run and
+    the failure shows in the CSV and the summary.
+    """
     torch.set_num_threads(1)  # one core per cell: the process pool supplies the parallelism
-    if cell.experiment == "prediction":
-        return _run_prediction(cell, task, human_setup, preset)
-    return _run_iterative(cell, task, human_setup, preset)
+    rows: list[dict[str, Any]] = []
+    try:
+        if cell.experiment == "prediction":
+            _run_prediction(cell, task, human_setup, preset, rows)
+        else:
+            _run_iterative(cell, task, human_setup, preset, rows)
+    except Exception as exc:
+        last = rows[-1]["iteration"] if rows else 0
+        error = f"{type(exc).__name__}: {exc}"
+        rows.append({**_base_row(cell, task, human_setup), "iteration": last + 1, "error": error})
+    return rows
 
 
 def _base_row(cell: Cell, task: TaskSetup, human_setup: HumanSetup) -> dict[str, Any]:
@@ -89,13 +109,14 @@ def _base_row(cell: Cell, task: TaskSetup, human_setup: HumanSetup) -> dict[str,
         "expert_return": task.expert_return,
         "human_cost": human_setup.cost,
         "human_sigma": human_setup.sigma,
+        "error": "",
     }
 
 
-def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset) -> list[dict[str, Any]]:
+def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset, rows: list) -> None:
     started = time.perf_counter()
     env = make_env(cell.task, seed=cell.seed)
-    rows = [
+    rows.append(
         {
             **_base_row(cell, task, human_setup),
             "iteration": 0,
@@ -110,7 +131,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset)
             "eval_s": 0.0,
             "cell_s": 0.0,
         }
-    ]
+    )
     try:
         human = build_human(human_setup, env, cell.seed)
         t = time.perf_counter()
@@ -122,9 +143,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset)
         for it in range(1, cell.iterations + 1):
             t0 = time.perf_counter()
             if cell.refit_mental and it > 1:
-                human.set_mental(
-                    fit_mental_model(cell.task, current, rollouts=preset.mental_rollouts, seed=cell.seed)
-                )
+                human.set_mental(fit_mental_model(cell.task, current, rollouts=preset.mental_rollouts, seed=cell.seed))
             episodes = _collect(env, current, human, cell, it)
             parts.append(_as_dataset(episodes, cell.episodes * (it - 1)))
             data = InterventionDataset.concatenate(parts)
@@ -153,16 +172,14 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset)
             )
     finally:
         env.close()
-    return rows
 
 
-def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset) -> list[dict[str, Any]]:
+def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset, rows: list) -> None:
     """MILE trained iteratively; before training on iteration k, every predictor (fit on iterations
     before k) scores iteration k's interventions. The simulated human's own P(I=1|s) is the ceiling.
     """
     started = time.perf_counter()
     env = make_env(cell.task, seed=cell.seed)
-    rows: list[dict[str, Any]] = []
     try:
         human = build_human(human_setup, env, cell.seed)
         current = task.init
@@ -196,12 +213,9 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
                         }
                     )
             parts.append(new)
-            current = _train(
-                cell.method, InterventionDataset.concatenate(parts), current, cell, preset, it, None
-            )
+            current = _train(cell.method, InterventionDataset.concatenate(parts), current, cell, preset, it, None)
     finally:
         env.close()
-    return rows
 
 
 def load_init(task: TaskSetup) -> MileCheckpoint:

@@ -76,23 +76,16 @@ def _learning_summary(rows, experiment: str) -> list[str]:
     lines.append("| initial policy | " + " | ".join(f"{init[t][metric_for(t)]:.2f}" for t in tasks) + " |")
     lines.append(
         "| expert (intervening) | "
-        + " | ".join(
-            f"{init[t]['expert_return' if 'lunar' in t.lower() else 'expert_success']:.2f}" for t in tasks
-        )
+        + " | ".join(f"{init[t]['expert_return' if 'lunar' in t.lower() else 'expert_success']:.2f}" for t in tasks)
         + " |"
     )
     for m in methods:
-        cells = [
-            _cell([r[metric_for(t)] for r in final if r["task"] == t and r["method"] == m]) for t in tasks
-        ]
+        cells = [_cell([r[metric_for(t)] for r in final if r["task"] == t and r["method"] == m]) for t in tasks]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Intervened steps in the training data at the end (mean over seeds):", ""]
     lines += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for m in methods:
-        cells = [
-            _cell([r["intervened_steps"] for r in final if r["task"] == t and r["method"] == m], 0)
-            for t in tasks
-        ]
+        cells = [_cell([r["intervened_steps"] for r in final if r["task"] == t and r["method"] == m], 0) for t in tasks]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Time per cell (mean over seeds, seconds): simulation / training / evaluation / total", ""]
     lines += ["| task | method | sim | train | eval | total |", "|---|---|---|---|---|---|"]
@@ -113,9 +106,7 @@ def _learning_summary(rows, experiment: str) -> list[str]:
             for m in methods:
                 by_it = _group([r for r in rows if r["task"] == t and r["method"] == m], "iteration")
                 vals = [mean_se([r[metric_for(t)] for r in by_it.get((i,), [])])[0] for i in iters]
-                lines.append(
-                    f"| {m} | " + " | ".join("—" if math.isnan(v) else f"{v:.2f}" for v in vals) + " |"
-                )
+                lines.append(f"| {m} | " + " | ".join("—" if math.isnan(v) else f"{v:.2f}" for v in vals) + " |")
     return lines
 
 
@@ -128,13 +119,7 @@ def _demos_summary(rows) -> list[str]:
         lines.append("|---|" + "---|" * len(counts))
         for m in dict.fromkeys(r["method"] for r in final):
             cells = [
-                _cell(
-                    [
-                        r[metric_for(t)]
-                        for r in final
-                        if r["task"] == t and r["method"] == m and r["demos"] == c
-                    ]
-                )
+                _cell([r[metric_for(t)] for r in final if r["task"] == t and r["method"] == m and r["demos"] == c])
                 for c in counts
             ]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
@@ -217,9 +202,7 @@ def _plot_demos(rows, out: Path) -> list[Path]:
                 ax.axhline(ms[0], color="C0", lw=2, label=f"{m} (no demos)")
                 continue
             stats = [mean_se([r[metric] for r in sel if r["demos"] == c]) for c in counts]
-            ax.errorbar(
-                counts, [s[0] for s in stats], yerr=np.nan_to_num([s[1] for s in stats]), marker="o", label=m
-            )
+            ax.errorbar(counts, [s[0] for s in stats], yerr=np.nan_to_num([s[1] for s in stats]), marker="o", label=m)
         ax.set_title(t)
         ax.set_xlabel("expert demonstrations")
         ax.set_ylabel("return" if metric == "mean_return" else "success rate")
@@ -231,6 +214,10 @@ def _plot_demos(rows, out: Path) -> list[Path]:
     return [path]
 
 
+def _cell_key(row: dict[str, Any]) -> tuple:
+    return (row["task"], row["method"], row["seed"], row["demos"])
+
+
 def write_report(csv_path: Path, out: Path | None = None) -> Path:
     """Write ``<experiment>_summary.md`` and the plots next to the CSV; returns the summary's path."""
     csv_path = Path(csv_path)
@@ -239,7 +226,11 @@ def write_report(csv_path: Path, out: Path | None = None) -> Path:
     if not rows:
         raise ValueError(f"{csv_path} holds no rows")
     experiment = rows[0]["experiment"]
-    if experiment == "prediction":
+    failed = {_cell_key(r): r["error"] for r in rows if r.get("error")}
+    rows = [r for r in rows if _cell_key(r) not in failed]  # a failed cell is reported, not averaged
+    if not rows:
+        lines, plots = [], []
+    elif experiment == "prediction":
         lines, plots = _prediction_summary(rows), []
     elif experiment == "demos":
         lines = [*_learning_summary(rows, experiment), "", *_demos_summary(rows)]
@@ -247,6 +238,12 @@ def write_report(csv_path: Path, out: Path | None = None) -> Path:
     else:
         lines, plots = _learning_summary(rows, experiment), _plot_learning(rows, out, experiment)
     lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
+    if failed:
+        lines += ["", "## Failed cells (left out of every table and plot above)", ""]
+        lines += [
+            f"- {task} {method} seed {seed} demos {demos}: {error}"
+            for (task, method, seed, demos), error in failed.items()
+        ]
     path = out / f"{experiment}_summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path

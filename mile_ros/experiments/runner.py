@@ -47,16 +47,12 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
         raise ValueError(f"unknown experiment {plan.experiment!r}; choose from {', '.join(EXPERIMENTS)}")
     iterations = 1 if plan.experiment == "single" else plan.iterations
     if plan.experiment == "prediction" and iterations < 2:
-        raise ValueError(
-            "the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)"
-        )
+        raise ValueError("the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)")
     cells = []
     for task in plan.tasks:
         for seed in plan.seeds:
             if plan.experiment == "prediction":
-                cells.append(
-                    Cell("prediction", task, "mile", seed, iterations, plan.episodes, 0, plan.refit_mental)
-                )
+                cells.append(Cell("prediction", task, "mile", seed, iterations, plan.episodes, 0, plan.refit_mental))
                 continue
             for method in plan.methods:
                 # the ablation gives demonstrations to the baselines only; MILE runs once, without
@@ -119,9 +115,7 @@ def _human_job(task: str, seed: int, preset: ExperimentPreset, cache: Path) -> H
     return prepare_human(task, seed, preset, cache)
 
 
-def _map(
-    pool: ProcessPoolExecutor | None, fn: Callable, jobs: Iterable[tuple]
-) -> Iterable[tuple[tuple, Any]]:
+def _map(pool: ProcessPoolExecutor | None, fn: Callable, jobs: Iterable[tuple]) -> Iterable[tuple[tuple, Any]]:
     """Run jobs in the pool (or here), yielding (job, result) as each finishes."""
     jobs = list(jobs)
     if pool is None:
@@ -157,9 +151,7 @@ def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx) if workers > 1 else None
     try:
         tasks: dict[str, TaskSetup] = {}
-        for (task, *_), setup in _map(
-            pool, _task_job, [(t, preset, cache) for t in sorted({c.task for c in todo})]
-        ):
+        for (task, *_), setup in _map(pool, _task_job, [(t, preset, cache) for t in sorted({c.task for c in todo})]):
             tasks[task] = setup
             print(
                 f"  {task}: initial policy success {setup.init_success:.2f} (return {setup.init_return:.1f}),"
@@ -196,6 +188,8 @@ def _describe(cell: Cell, rows: list[dict[str, Any]]) -> str:
     name = f"{cell.task} {cell.method} seed {cell.seed}" + (f" demos {cell.demos}" if cell.demos else "")
     if not rows:
         return name + ": no rows"
+    if rows[-1].get("error"):
+        return f"{name}: FAILED at iteration {rows[-1]['iteration']}: {rows[-1]['error']}"
     if cell.experiment == "prediction":
         last = [r for r in rows if r["iteration"] == rows[-1]["iteration"]]
         scores = ", ".join(f"{r['predictor']} AUC {r['auc']:.2f}" for r in last)

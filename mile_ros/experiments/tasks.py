@@ -100,9 +100,7 @@ def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
     init_eval = evaluate(task, init.checkpoint, preset.eval_episodes, seed=EVAL_SEED, workers=1)
     env = make_env(task, seed=0)
     try:
-        expert_eval = evaluate(
-            task, ExpertActor(make_expert(task, env)), preset.eval_episodes, seed=EVAL_SEED
-        )
+        expert_eval = evaluate(task, ExpertActor(make_expert(task, env)), preset.eval_episodes, seed=EVAL_SEED)
     finally:
         env.close()
     setup = TaskSetup(
