@@ -56,6 +56,8 @@ PARAMETERS = (
     Param("frame_id", "base_link", "frame of /robot/ee_pose (interbotix: <robot_name>/base_link)"),
     Param("joy_mapping", "ps3", "gamepad mapping whose success/failure/discard/home buttons end episodes"),
     Param("operator_buttons", True, "end episodes and home from the pad's buttons (/teleop/joy)"),
+    Param("seed", 0, "episode seed set by the session manager (recorded; a real arm has nothing to seed)",
+          (0, 2**31 - 1)),
     Param("max_episode_steps", 0, "end an episode after this many commands; 0: no limit", (0, 1000000)),
 )
 

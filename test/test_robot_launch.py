@@ -1,0 +1,86 @@
+"""The real-robot launch files and config/widowx.yaml against the nodes they start.
+
+``launch``/``launch_ros`` are not installable here, so the launch files are not executed: these tests
+parse them and check every executable exists and every parameter they set is one the node declares.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "launch"
+# Parameters the launch file sets ahead of the node declaring them (undeclared ones are ignored by
+# rclpy); reported to the node's owner.
+PENDING = {("session_manager", "bridge_node")}
+
+
+def declared(node: str) -> set[str]:
+    module = importlib.import_module(f"mile_ros.nodes.{node}")
+    return {p.name for p in module.PARAMETERS} | {"use_sim_time"}
+
+
+def setup_nodes() -> set[str]:
+    text = (ROOT / "setup.py").read_text()
+    block = re.search(r"NODES = \[(.*?)\]", text, re.S).group(1)
+    return set(re.findall(r'"(\w+)"', block))
+
+
+def launch_nodes(path: Path) -> dict[str, set[str]]:
+    """executable -> parameter names set inline, from the ``node("exe", {...})`` calls."""
+    found: dict[str, set[str]] = {}
+    for call in ast.walk(ast.parse(path.read_text())):
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "node":
+            exe = call.args[0].value
+            keys = set()
+            if len(call.args) > 1 and isinstance(call.args[1], ast.Dict):
+                keys = {k.value for k in call.args[1].keys}
+            found[exe] = keys
+    return found
+
+
+@pytest.mark.parametrize("name", ["widowx.launch.py", "widowx_gazebo.launch.py"])
+def test_launch_files_compile_and_define_entry_point(name):
+    tree = ast.parse((LAUNCH / name).read_text())
+    functions = {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+    compile((LAUNCH / name).read_text(), name, "exec")
+
+
+def test_widowx_launch_starts_every_node_with_declared_parameters():
+    nodes = launch_nodes(LAUNCH / "widowx.launch.py")
+    expected = {"widowx_driver", "webcam_node", "r3m_encoder", "ps3_teleop", "policy_node", "arbitration_node",
+                "recorder_node", "trainer_node", "session_manager"}
+    assert set(nodes) == expected
+    assert expected <= setup_nodes()
+    for exe, keys in nodes.items():
+        unknown = {k for k in keys - declared(exe) if (exe, k) not in PENDING}
+        assert not unknown, f"{exe}: launch sets undeclared parameters {unknown}"
+
+
+def test_widowx_yaml_matches_declared_parameters():
+    config = yaml.safe_load((ROOT / "config" / "widowx.yaml").read_text())
+    assert set(config) == set(launch_nodes(LAUNCH / "widowx.launch.py"))
+    for node, section in config.items():
+        keys = set(section["ros__parameters"])
+        unknown = keys - declared(node)
+        assert not unknown, f"{node}: config/widowx.yaml sets undeclared parameters {unknown}"
+    driver = config["widowx_driver"]["ros__parameters"]
+    lo, hi = driver["workspace_min"], driver["workspace_max"]
+    assert all(a < b for a, b in zip(lo, hi)) and driver["max_motion_m"] >= driver["max_step_m"]
+    assert config["policy_node"]["ros__parameters"]["obs_source"] == "r3m+ee"
+    assert config["session_manager"]["ros__parameters"]["use_simulated_human"] is False
+
+
+def test_yaml_values_build_the_safety_config():
+    from mile_ros.robot.safety import SafetyConfig
+
+    p = yaml.safe_load((ROOT / "config" / "widowx.yaml").read_text())["widowx_driver"]["ros__parameters"]
+    SafetyConfig(workspace_min=tuple(p["workspace_min"]), workspace_max=tuple(p["workspace_max"]),
+                 max_step_m=p["max_step_m"], max_motion_m=p["max_motion_m"], command_timeout_s=p["command_timeout_s"])
