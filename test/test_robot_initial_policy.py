@@ -19,6 +19,7 @@ def test_still_policy_round_trip(tmp_path):
         action = runner.act(rng.normal(size=OBS_DIM).astype(np.float32))
         np.testing.assert_array_equal(action, np.zeros(4, np.float32))
     mean, std = checkpoint.policy(torch_obs(rng, checkpoint.spec.stacked_dim))
+    np.testing.assert_array_equal(mean.detach().numpy(), 0.0)
     np.testing.assert_allclose(std.detach().numpy(), 0.3, rtol=1e-5)
 
 
