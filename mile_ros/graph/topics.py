@@ -47,7 +47,6 @@ TOPICS: dict[str, Topic] = {
         _t("/sim/episode_end", JOINT_STATE, "reliable"),
         _t("/mile/checkpoint", "std_msgs/msg/String", "latched"),
         _t("/mile/active_checkpoint", "std_msgs/msg/String", "latched"),
-        _t("/session/episode", "std_msgs/msg/String", "latched"),
         _t("/session/progress", "std_msgs/msg/String", "latched"),
     )
 }
