@@ -32,6 +32,10 @@ class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy_node")
         p = declare_parameters(self, PARAMETERS)
+        import torch
+
+        # One observation at a time through a small MLP: extra threads only contend with the other nodes.
+        torch.set_num_threads(1)
         if not p["checkpoint"]:
             raise ValueError(
                 "parameter 'checkpoint' is empty: give the initial policy (mile-ros init-policy)"

@@ -44,6 +44,10 @@ class SimulatedHumanNode(Node):
     def __init__(self) -> None:
         super().__init__("simulated_human")
         p = declare_parameters(self, PARAMETERS)
+        import torch
+
+        # One observation at a time through a small MLP: extra threads only contend with the other nodes.
+        torch.set_num_threads(1)
         if not p["checkpoint"]:
             raise ValueError(
                 "parameter 'checkpoint' is empty: the human needs the robot's policy for its mental model"

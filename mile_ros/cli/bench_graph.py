@@ -1,0 +1,178 @@
+"""``mile-ros bench graph``: the node graph's speed, measured on real processes over real DDS.
+
+- ``loop``: bridge (real time, rendering), policy, arbitration, simulated human and recorder at
+  ``--rate`` Hz for ``--duration`` s; prints the achieved rate, observation -> proposal latency
+  (policy node) and proposal -> executed latency (arbitration), both as seen by one listener.
+- ``recorder``: 224x224 rgb8 images at 30 Hz plus state and action topics into the recorder for
+  ``--duration`` s; prints messages published, recorded and lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_to(benches: argparse._SubParsersAction) -> None:
+    p = benches.add_parser("graph", help="node graph: control-loop rate and latencies, recorder losses")
+    p.add_argument("part", choices=("loop", "recorder", "all"), nargs="?", default="all")
+    p.add_argument(
+        "--duration", type=float, default=30.0, help="seconds measured per part (issue: 300 for the recorder)"
+    )
+    p.add_argument("--rate", type=float, default=20.0, help="control rate of the loop part, Hz (default 20)")
+    p.add_argument("--no-render", action="store_true", help="loop part without camera rendering")
+    p.add_argument("--image-rate", type=float, default=30.0, help="recorder part: image rate, Hz (default 30)")
+    p.set_defaults(func=run)
+
+
+def percentiles(values_ms: list[float]) -> str:
+    if not values_ms:
+        return "no samples"
+    v = np.asarray(values_ms)
+    return f"p50 {np.percentile(v, 50):.2f} ms, p99 {np.percentile(v, 99):.2f} ms, max {v.max():.2f} ms (n={len(v)})"
+
+
+def first_times(probe, topic: str) -> dict[int, float]:
+    from mile_ros.nodes.common import stamp_ns
+
+    out: dict[int, float] = {}
+    with probe.cond:
+        for t, m in probe.received[topic]:
+            out.setdefault(stamp_ns(m), t)
+    return out
+
+
+def bench_loop(args: argparse.Namespace, work: Path) -> None:
+    from std_srvs.srv import Trigger
+
+    from mile_ros.learning import MileCheckpoint, build_policy
+    from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+    from mile_ros.sim import make_env
+
+    spec = make_env("drawer-open-v3").spec
+    ckpt = work / "policy.pt"
+    net = build_policy(spec.stacked_dim, spec.act_dim, False, (256, 256))  # the authors' size
+    MileCheckpoint(spec, net, build_policy(spec.stacked_dim, spec.act_dim, False, (256, 256)), 60.0, 75.0).save(ckpt)
+    domain = unique_domain_id()
+    steps = int(args.duration * args.rate) + 50
+    render = not args.no_render
+    nodes = [
+        NodeProcess(
+            "metaworld_bridge",
+            domain,
+            {
+                "lockstep": False,
+                "control_rate_hz": args.rate,
+                "render": render,
+                "max_episode_steps": steps,
+                "stop_on_success": False,
+            },
+            work,
+        ),
+        NodeProcess("policy_node", domain, {"checkpoint": str(ckpt)}, work),
+        NodeProcess("arbitration_node", domain, {"wait_for_teleop": False}, work),
+        NodeProcess("simulated_human", domain, {"checkpoint": str(ckpt), "mental_rollouts": 2}, work),
+        NodeProcess("recorder_node", domain, {"output_dir": str(work), "record_camera": render}, work),
+    ]
+    probe = Probe(domain)
+    try:
+        for t in ("/robot/state", "/mile/proposed_action", "/mile/executed_action"):
+            probe.listen(t, depth=5000)
+        deadline = time.monotonic() + 300
+        while not probe.call("/simulated_human/reset", Trigger, timeout=120).success:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the simulated human did not get ready")
+            time.sleep(0.5)
+        probe.set_params("recorder_node", {"bag_path": str(work / "loop_bag"), "episode_info": "{}"})
+        probe.call("/recorder/start", Trigger)
+        probe.call("/sim/reset", Trigger, timeout=60)
+        time.sleep(args.duration)
+        state, prop, execd = (
+            first_times(probe, t) for t in ("/robot/state", "/mile/proposed_action", "/mile/executed_action")
+        )
+        for t in ("/recorder/stop",):
+            while not probe.call(t, Trigger).success:
+                time.sleep(0.1)
+    finally:
+        probe.close()
+        for n in nodes:
+            n.stop()
+    times = sorted(state.values())
+    span = times[-1] - times[0] if len(times) > 1 else float("nan")
+    periods = np.diff(times) * 1000
+    print(f"loop ({'with' if render else 'without'} 224x224 rendering, {args.rate:g} Hz target, {args.duration:g} s):")
+    print(
+        f"  achieved {(len(times) - 1) / span:.2f} Hz over {len(times)} steps; step period {percentiles(list(periods))}"
+    )
+    print(f"  observation -> proposal: {percentiles([(prop[s] - state[s]) * 1000 for s in prop if s in state])}")
+    print(f"  proposal -> executed:    {percentiles([(execd[s] - prop[s]) * 1000 for s in execd if s in prop])}")
+    answered = sum(s in execd for s in state)
+    print(f"  observations answered with a command: {answered} of {len(state)}")
+
+
+def bench_recorder(args: argparse.Namespace, work: Path) -> None:
+    from sensor_msgs.msg import Image
+    from std_srvs.srv import Trigger
+
+    from mile_ros.graph.bag_episode import read_bag
+    from mile_ros.graph.topics import ACTION_NAMES
+    from mile_ros.nodes.common import to_time, vector_msg
+    from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+
+    domain = unique_domain_id()
+    node = NodeProcess("recorder_node", domain, {"output_dir": str(work), "record_camera": True}, work)
+    probe = Probe(domain)
+    counts = dict.fromkeys(("/camera/image_raw", "/robot/state", "/mile/proposed_action", "/mile/executed_action"), 0)
+    try:
+        for topic in counts:
+            probe.wait_matched(topic, timeout=60)
+        probe.set_params("recorder_node", {"bag_path": str(work / "rec_bag"), "episode_info": json.dumps({})})
+        probe.call("/recorder/start", Trigger)
+        image = Image(height=224, width=224, encoding="rgb8", step=224 * 3)
+        pixels = np.random.default_rng(0).integers(0, 255, 224 * 224 * 3, dtype=np.uint8).tobytes()
+        image.data = pixels
+        period = 1.0 / args.image_rate
+        start = time.monotonic()
+        k = 0
+        while time.monotonic() - start < args.duration:
+            stamp = int(k * period * 1e9) + 1
+            image.header.stamp = to_time(stamp)
+            probe.publish("/camera/image_raw", image)
+            probe.publish("/robot/state", vector_msg(stamp, [f"obs_{i:02d}" for i in range(39)], np.zeros(39)))
+            probe.publish("/mile/proposed_action", vector_msg(stamp, ACTION_NAMES, np.zeros(4)))
+            probe.publish("/mile/executed_action", vector_msg(stamp, ACTION_NAMES, np.zeros(4), "robot"))
+            for t in counts:
+                counts[t] += 1
+            k += 1
+            time.sleep(max(0.0, start + k * period - time.monotonic()))
+        elapsed = time.monotonic() - start
+        while not probe.call("/recorder/stop", Trigger).success:
+            time.sleep(0.1)
+    finally:
+        probe.close()
+        node.stop()
+    bag = read_bag(work / "rec_bag")
+    size = sum(f.stat().st_size for f in (work / "rec_bag").iterdir())
+    print(f"recorder ({args.image_rate:g} Hz of 224x224 rgb8 + state + actions, {elapsed:.0f} s, {size / 1e6:.0f} MB):")
+    total_lost = 0
+    for topic, sent in counts.items():
+        got = len(bag.topic(topic))
+        total_lost += sent - got
+        qos = "best effort" if topic in ("/camera/image_raw", "/robot/state") else "reliable"
+        print(f"  {topic:<24} published {sent:>6}, recorded {got:>6}, lost {sent - got} ({qos})")
+    print(f"  messages lost in all: {total_lost}")
+
+
+def run(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory(prefix="mile_bench_graph_") as tmp:
+        work = Path(tmp)
+        if args.part in ("loop", "all"):
+            bench_loop(args, work)
+        if args.part in ("recorder", "all"):
+            bench_recorder(args, work)
+    return 0
