@@ -1,0 +1,115 @@
+"""``mile-ros sim`` stops as a whole: Ctrl-C (then resumes from its directory), or a node's death (named)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("metaworld")
+
+from mile_ros.learning import MileCheckpoint, build_policy
+from mile_ros.nodes.probe import unique_domain_id
+
+
+def node_pids(run_dir, node: str = "") -> list[int]:
+    """Node processes of this run (their command line names its parameter file)."""
+    out = subprocess.run(
+        ["pgrep", "-f", f"mile_ros.nodes.{node}.*{run_dir}/run_params.yaml"], capture_output=True, text=True
+    )
+    return [int(p) for p in out.stdout.split()]
+
+
+def start(run, init, domain):
+    cmd = [
+        sys.executable,
+        "-m",
+        "mile_ros.cli.main",
+        "sim",
+        "--iterations",
+        "1",
+        "--episodes",
+        "2",
+        "--eval-episodes",
+        "1",
+        "--out",
+        str(run),
+        "--init-policy",
+        str(init),
+        "--max-episode-steps",
+        "40",
+        "--epochs",
+        "3",
+        "--mental-rollouts",
+        "1",
+        "--domain-id",
+        str(domain),
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_line(proc, needle: str, timeout: float = 240) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"{needle!r} not printed; output:\n{''.join(seen)[-3000:]}")
+
+
+@pytest.fixture
+def init(tmp_path):
+    from mile_ros.sim import make_env
+
+    spec = make_env("drawer-open-v3").spec
+    path = tmp_path / "init.pt"
+    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (32, 32))).save(path)
+    return path
+
+
+def test_ctrl_c_stops_everything_and_the_run_resumes(tmp_path, init):
+    run = tmp_path / "run"
+    proc = start(run, init, unique_domain_id())
+    wait_line(proc, "eval episode 0")
+    assert node_pids(run), "no node processes found while running"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "resume" in err
+    assert node_pids(run) == [], "node processes outlived Ctrl-C"
+    done_before = [e["name"] for e in json.loads((run / "session.json").read_text())["episodes"]]
+    assert done_before and done_before[0] == "iter_000/eval_000"
+    # The same command continues: no episode twice, the update and the final evaluation happen.
+    again = start(run, init, unique_domain_id())
+    out, err = again.communicate(timeout=400)
+    assert again.returncode == 0, out[-2000:] + err[-2000:]
+    state = json.loads((run / "session.json").read_text())
+    names = [e["name"] for e in state["episodes"]]
+    assert (
+        sorted(names)
+        == sorted(set(names))
+        == ["iter_000/eval_000", "iter_000/train_000", "iter_000/train_001", "iter_001/eval_000"]
+    )
+    assert names[: len(done_before)] == done_before
+    assert state["checkpoints"]["1"].endswith("update_001.pt")
+
+
+def test_a_dead_node_stops_the_graph_and_is_named(tmp_path, init):
+    run = tmp_path / "run"
+    proc = start(run, init, unique_domain_id())
+    wait_line(proc, "eval episode 0")
+    victims = node_pids(run, "recorder_node")
+    assert len(victims) == 1
+    subprocess.run(["kill", "-9", str(victims[0])], check=True)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "node recorder_node exited" in err
+    assert node_pids(run) == []
