@@ -20,7 +20,7 @@ def driver():
     from geometry_msgs.msg import PoseStamped
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState, Joy
-    from std_msgs.msg import Bool
+    from std_msgs.msg import Bool, String
     from std_srvs.srv import SetBool, Trigger
 
     from mile_ros.nodes.common import qos
@@ -90,6 +90,8 @@ def driver():
     node.create_subscription(JointState, "/sim/episode_end", h.ends.append, qos("reliable"))
     node.create_subscription(Bool, "/robot/success", lambda m: h.successes.append(m.data), qos("reliable"))
     h.joy = node.create_publisher(Joy, "/teleop/joy", qos("reliable"))
+    h.status = node.create_publisher(String, "/teleop/status", qos("latched"))
+    h.String = String
     h.pub = node.create_publisher(JointState, "/mile/executed_action", qos("reliable"))
     h.estop = node.create_client(Trigger, "/robot/estop")
     h.clear = node.create_client(Trigger, "/robot/clear_estop")
@@ -192,6 +194,36 @@ def test_operator_buttons_end_episodes(driver):
     h.command([0.0, 1.0, 0, 0])
     press("home")
     np.testing.assert_allclose(h.position(), HOME)
+
+
+def test_pad_loss_ends_the_episode_and_holds(driver):
+    import json
+
+    h = driver
+
+    def pad(state: str) -> None:
+        h.status.publish(h.String(data=json.dumps({"state": state, "name": "pad", "message": state})))
+
+    h.spin_until(lambda: h.status.get_subscription_count() > 0, what="the driver's status subscription")
+    pad("connected")
+    h.command([1.0, 0, 0, 0])
+    pad("disconnected")  # mid-episode
+    h.spin_until(lambda: bool(h.ends), what="the pad_lost episode end")
+    assert h.ends[-1].header.frame_id == "pad_lost"
+    where = h.position()
+    h.command([1.0, 0, 0, 0])
+    np.testing.assert_array_equal(h.position(), where)  # holds
+
+    answer = h.call(h.reset, h.Trigger.Request())  # the next episode, still without a pad
+    assert answer.success and "when the gamepad is back" in answer.message
+    np.testing.assert_allclose(h.position(), HOME)
+    h.command([1.0, 0, 0, 0])
+    np.testing.assert_allclose(h.position(), HOME)  # waiting: holds
+    pad("connected")
+    h.position()  # let the status arrive
+    h.command([1.0, 0, 0, 0])
+    assert h.position()[0] == pytest.approx(HOME[0] + 0.01)
+    assert len(h.ends) == 1
 
 
 def test_interbotix_backend_missing_fails_clearly():

@@ -11,10 +11,15 @@ A real arm has no success detector: the operator ends episodes with the pad's su
 discard buttons (``/teleop/joy``, read with ``joy_mapping``), and the driver publishes ``/robot/success``
 and ``/sim/episode_end`` as the Metaworld bridge does (reasons ``success``, ``failure``, ``discard``,
 ``time_limit``); the arm then holds until the next ``/sim/reset``. The home button homes the arm.
+
+With ``hold_without_pad``, a gamepad lost mid-episode (``/teleop/status`` from ps3_teleop) ends the
+episode with reason ``pad_lost`` (so the recording says why) and the arm holds; an episode reset while
+the pad is missing homes the arm and waits, holding, until the pad is back.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -22,7 +27,7 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
 from mile_ros.graph.joy_mapping import JoyMappingError, load_joy_mapping
@@ -35,7 +40,8 @@ from mile_ros.robot.safety import SafetyConfig, SafetyLayer
 SAFETY_TOPIC = "/robot/safety"
 
 PARAMETERS = (
-    Param("backend", "interbotix", "interbotix (real WidowX or interbotix's Gazebo sim) or sim (kinematic)"),
+    Param("backend", "interbotix",
+          "interbotix (real WidowX, or interbotix's simulated SDK) or sim (kinematic stand-in)"),
     Param("robot_model", "wx250s", "interbotix robot model (WidowX 250 6-DoF: wx250s)"),
     Param("group_name", "arm", "interbotix joint group of the arm"),
     Param("gripper_name", "gripper", "interbotix gripper joint"),
@@ -58,6 +64,7 @@ PARAMETERS = (
     Param("operator_buttons", True, "end episodes and home from the pad's buttons (/teleop/joy)"),
     Param("seed", 0, "episode seed set by the session manager (recorded; a real arm has nothing to seed)",
           (0, 2**31 - 1)),
+    Param("hold_without_pad", True, "end the episode (pad_lost) and hold while ps3_teleop reports no pad"),
     Param("max_episode_steps", 0, "end an episode after this many commands; 0: no limit", (0, 1000000)),
 )
 
@@ -96,6 +103,10 @@ class WidowXDriver(Node):
         subscription(self, "/mile/executed_action", self.on_command)
         if p["operator_buttons"]:
             subscription(self, "/teleop/joy", self.on_joy)
+        self.pad_connected: bool | None = None  # unknown until ps3_teleop reports (the joy node never does)
+        self.waiting_for_pad = False
+        if p["hold_without_pad"]:
+            self.create_subscription(String, "/teleop/status", self.on_pad_status, qos("latched"))
         self.create_service(Trigger, "/sim/reset", self.on_reset)
         self.create_service(SetBool, "/sim/set_running", self.on_set_running)
         self.create_service(Trigger, "/robot/home", self.on_home)
@@ -134,6 +145,19 @@ class WidowXDriver(Node):
             elif self.running:
                 self.end_episode(which)
 
+    def on_pad_status(self, msg) -> None:
+        try:
+            state = json.loads(msg.data).get("state")
+        except (ValueError, AttributeError):
+            self.get_logger().error(f"unreadable /teleop/status: {msg.data!r}")
+            return
+        self.pad_connected = state == "connected"
+        if not self.pad_connected and self.running:
+            self.end_episode("pad_lost")
+        elif self.pad_connected and self.waiting_for_pad:
+            self.waiting_for_pad, self.running = False, True
+            self.get_logger().info("gamepad back: the episode starts")
+
     def end_episode(self, reason: str) -> None:
         """As the bridge: success flag, /sim/episode_end (steps, success, return), then hold until reset."""
         self.success = reason == "success"
@@ -167,9 +191,14 @@ class WidowXDriver(Node):
     def on_reset(self, request, response):
         response = self.on_home(request, response)
         if response.success:
-            self.running = True
             self.steps, self.success = 0, False
-            response.message = "episode started at the home pose"
+            if self.pad_connected is False:
+                self.waiting_for_pad, self.running = True, False
+                response.message = "at the home pose; the episode starts when the gamepad is back"
+                self.get_logger().error("episode reset without a gamepad: holding until it is connected")
+            else:
+                self.running = True
+                response.message = "episode started at the home pose"
         return response
 
     def on_set_running(self, request, response):

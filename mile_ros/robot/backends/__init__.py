@@ -1,4 +1,4 @@
-"""Arm backends: ``sim`` (kinematic) and ``interbotix`` (real WidowX and interbotix's Gazebo sim)."""
+"""Arm backends: ``sim`` (kinematic) and ``interbotix`` (the real WidowX, or interbotix's simulated SDK)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The WidowX through interbotix's Python API (``interbotix_xs_modules``), real arm or its Gazebo sim.
+"""The WidowX through interbotix's Python API (``interbotix_xs_modules``): the arm or interbotix's simulated SDK.
 
 Assumed API (interbotix_ros_toolboxes, ROS 2 Humble/Jazzy branch; checked against its source, not
 against a robot):
@@ -38,7 +38,7 @@ INSTALL_HINT = (
     "Interface' -> software setup: xsarm_amd64_install.sh -d <distro>), source its workspace "
     "(source ~/interbotix_ws/install/setup.bash) and start the arm driver with "
     "'ros2 launch interbotix_xsarm_control xsarm_control.launch.py robot_model:=wx250s' "
-    "(or interbotix_xsarm_sim's xsarm_gz_classic.launch.py for Gazebo). "
+    "(add use_sim:=true for interbotix's simulated SDK). "
     "Use backend:=sim to run without it."
 )
 
