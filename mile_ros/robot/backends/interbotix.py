@@ -195,6 +195,11 @@ class InterbotixBackend(ArmBackend):
             self.bot.core.robot_torque_enable("single", self.gripper_name, enabled)
 
     def close(self) -> None:
-        shutdown = getattr(self.bot, "shutdown", None)
-        if callable(shutdown):
-            shutdown()
+        try:  # releases from 2023 on: the global start-up has its shutdown
+            from interbotix_common_modules.common_robot.robot import robot_shutdown
+        except ImportError:
+            shutdown = getattr(self.bot, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            return
+        robot_shutdown()
