@@ -21,6 +21,7 @@ __all__ = ["LUNAR_LANDER", "SimEnv", "StepResult", "make_env", "metaworld_tasks"
 LUNAR_LANDER = "LunarLander-v3"
 LUNAR_SUCCESS_RETURN = 200.0  # the usual "solved" score of LunarLander
 METAWORLD_CAMERA = "corner"
+MT1_TASK_SET_SEED = 0
 
 
 @dataclass
@@ -113,7 +114,10 @@ class SimEnv:
 
 
 class MetaworldEnv(SimEnv):
-    """A Metaworld v3 task (MT1): the seed picks one of the task's 50 object/goal configurations."""
+    """A Metaworld v3 task (MT1): each reset seed picks one of the task's 50 object/goal configurations.
+
+    Metaworld ignores the reset seed itself; placements come only from the chosen configuration.
+    """
 
     def __init__(self, task: str, seed: int, render: bool, image_size: int, stop_on_success: bool) -> None:
         super().__init__(seed, stop_on_success, image_size)
@@ -124,13 +128,13 @@ class MetaworldEnv(SimEnv):
 
         kwargs: dict[str, Any] = {}
         if render:
-            kwargs = dict(
-                render_mode="rgb_array", width=image_size, height=image_size, camera_name=METAWORLD_CAMERA
-            )
+            kwargs = dict(render_mode="rgb_array", width=image_size, height=image_size, camera_name=METAWORLD_CAMERA)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the passive checker complains about Metaworld's own spaces
+            # The MT1 seed generates the task's 50 configurations: it is fixed so that an episode
+            # depends only on its reset seed, never on the seed the environment was made with.
             self.raw_env = gym.make(
-                "Meta-World/MT1", env_name=task, seed=seed, disable_env_checker=True, **kwargs
+                "Meta-World/MT1", env_name=task, seed=MT1_TASK_SET_SEED, disable_env_checker=True, **kwargs
             )
         self.task = task
         self.unwrapped = self.raw_env.unwrapped

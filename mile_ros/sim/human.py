@@ -39,6 +39,7 @@ __all__ = ["ACTION_MODES", "MentalModelFit", "SimulatedHuman", "fit_mental_model
 
 ACTION_MODES = ("eq3", "expert")
 MENTAL_SEED_OFFSET = 1_000_000  # mental-model rollouts never reuse evaluation seeds
+CALIBRATION_SEED_OFFSET = 4_000_000
 
 
 @dataclass
@@ -95,9 +96,7 @@ def fit_mental_model(
         seed=seed,
     )
     with single_torch_thread():  # measured 4x faster than two threads on a loaded 2-core machine
-        net, _ = fit_bc(
-            data.spec, stacked, data.robot_action, data.episode, config=config, desc="mental model"
-        )
+        net, _ = fit_bc(data.spec, stacked, data.robot_action, data.episode, config=config, desc="mental model")
     return MentalModelFit(
         net,
         stacked,
@@ -326,17 +325,29 @@ def make_simulated_human(
     rollouts: int | None = None,
     calibrate: bool = True,
     target_rate: float | None = None,
+    oversight_episodes: int | None = None,
     **overrides: Any,
 ) -> tuple[SimulatedHuman, MentalModelFit]:
-    """Fit the mental model on the robot's rollouts, build the human and (by default) calibrate its cost."""
+    """Fit the mental model on the robot's rollouts, build the human and (by default) calibrate its cost.
+
+    Calibration first sets the mean ``P(I=1|s)`` over the robot's own rollout states to the target;
+    then, because interventions change which states are visited, it runs ``oversight_episodes``
+    episodes with the human watching and recalibrates on the states seen there (preset
+    ``human.oversight_episodes``; 0 skips this second pass).
+    """
     fit = fit_mental_model(task, checkpoint, rollouts=rollouts, seed=seed)
     human = SimulatedHuman.from_preset(task, env, fit, seed=seed, **overrides)
     if calibrate:
         preset = load_preset(task)
-        human.calibrate(
-            fit.stacked_obs,
-            fit.frames,
-            float(target_rate if target_rate is not None else preset["target_intervention_rate"]),
-            float(preset["human"]["calibration_margin"]),
-        )
+        target = float(target_rate if target_rate is not None else preset["target_intervention_rate"])
+        margin = float(preset["human"]["calibration_margin"])
+        human.calibrate(fit.stacked_obs, fit.frames, target, margin)
+        n = int(oversight_episodes if oversight_episodes is not None else preset["human"]["oversight_episodes"])
+        if n > 0:
+            runner = PolicyRunner(_load(checkpoint))
+            seeds = [CALIBRATION_SEED_OFFSET + 1000 * seed + i for i in range(n)]
+            episodes = [run_episode(env, runner, s, human=human) for s in seeds]
+            data = episodes_to_dataset(episodes)
+            human.calibrate(data.stacked_observations(human.stacker.padding), data.observation, target, margin)
+            human.reset(seed)
     return human, fit

@@ -56,9 +56,7 @@ class InitialPolicy:
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _attempt(
-    task: str, recipe: dict[str, Any], demos: int, seed: int
-) -> tuple[MileCheckpoint, dict[str, Any]]:
+def _attempt(task: str, recipe: dict[str, Any], demos: int, seed: int) -> tuple[MileCheckpoint, dict[str, Any]]:
     env = make_env(task, seed=seed)
     try:
         expert = make_expert(task, env)
@@ -134,6 +132,4 @@ def make_initial_policy(task: str, seed: int = 0, check_episodes: int | None = N
     assert best is not None, "the preset lists no demonstration counts"
     _, ckpt, info, value = best
     ckpt.meta.update(check=value, metric=metric, band=[lo, hi], attempts=attempts)
-    return InitialPolicy(
-        ckpt, info["demos"], value, lo <= value <= hi, time.perf_counter() - started, attempts
-    )
+    return InitialPolicy(ckpt, info["demos"], value, lo <= value <= hi, time.perf_counter() - started, attempts)

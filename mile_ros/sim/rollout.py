@@ -8,6 +8,7 @@ episodes.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import tempfile
 import time
@@ -120,9 +121,7 @@ def single_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_episode(
-    env: SimEnv, actor: Actor, seed: int, human: Overseer | None = None, record: bool = True
-) -> Episode:
+def run_episode(env: SimEnv, actor: Actor, seed: int, human: Overseer | None = None, record: bool = True) -> Episode:
     """Run one episode from ``env.reset(seed)``.
 
     Each step the human (when given) decides first, from what it has seen so far; the robot's action
@@ -255,10 +254,15 @@ def _eval_worker(task: str, checkpoint_path: str, seeds: list[int], stop_on_succ
     return _eval_serial(task, runner, seeds, stop_on_success)
 
 
+# spawn, not fork: a forked child of a process that has used torch's thread pool can hang.
+START_METHOD = "spawn"
+
+
 def _default_workers(n_episodes: int) -> int:
-    # A spawned worker costs a few seconds to import torch and Metaworld, so two workers only pay
-    # off for evaluations longer than that (measured: see docs/results.md).
-    return min(os.cpu_count() or 1, 2) if n_episodes >= 10 else 1
+    # Measured on the 2-core machine: a spawned worker spends seconds (tens of seconds under load)
+    # importing torch and Metaworld, while 20 Metaworld episodes take 5-15 s in one process; so
+    # the default stays serial and callers that evaluate long runs ask for workers explicitly.
+    return 1
 
 
 def evaluate(
@@ -272,7 +276,8 @@ def evaluate(
     """Run the policy (deterministically) on seeds ``seed, seed + 1, ..., seed + episodes - 1``.
 
     A checkpoint (path or object) can be evaluated by several processes; an arbitrary actor runs
-    in this process. ``workers=None`` picks 2 processes for 10 or more episodes on a multi-core machine.
+    in this process. ``workers=None`` means one process (spawning workers costs more than it saves for
+    the usual 10-50 episodes on two cores; see :func:`_default_workers`).
     """
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -310,8 +315,6 @@ def _eval_parallel(
     workers: int,
     stop_on_success: bool,
 ) -> list[tuple]:
-    import multiprocessing
-
     with tempfile.TemporaryDirectory(prefix="mile_eval_") as tmp:
         if isinstance(checkpoint, MileCheckpoint):
             path = str(checkpoint.save(Path(tmp) / "policy.pt"))
@@ -319,13 +322,10 @@ def _eval_parallel(
             path = str(checkpoint)
             load_checkpoint(path)  # fail here, with the checkpoint's own message, not in a worker
         chunks = [seeds[i::workers] for i in range(workers)]  # interleaved: long and short episodes mix
-        # spawn, not fork: a forked child of a process that has used torch's thread pool can hang.
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context(START_METHOD)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             parts = list(
-                pool.map(
-                    _eval_worker, [task] * workers, [path] * workers, chunks, [stop_on_success] * workers
-                )
+                pool.map(_eval_worker, [task] * workers, [path] * workers, chunks, [stop_on_success] * workers)
             )
     by_seed = {s: row for chunk, part in zip(chunks, parts) for s, row in zip(chunk, part)}
     return [by_seed[s] for s in seeds]
