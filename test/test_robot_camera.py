@@ -22,7 +22,7 @@ def frame_bgr(i: int) -> np.ndarray:
     """Frame i: left half pure blue (BGR), right half grey level 10*i, so order and colours are checkable."""
     img = np.zeros((H, W, 3), np.uint8)
     img[:, : W // 2] = (255, 0, 0)
-    img[:, W // 2 :] = 10 * i
+    img[:, W // 2 :] = (10 * i) % 250
     return img
 
 
@@ -197,3 +197,54 @@ def test_webcam_node_publishes_video_file(tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
 
+
+
+def test_webcam_node_reports_loss_and_recovery(tmp_path):
+    """A live source (here a stream-kind file that runs dry, vanishes and comes back) over DDS."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from mile_ros.nodes.common import qos
+
+    path = write_video(tmp_path / "cam.avi", 40)
+    away = tmp_path / "away.avi"
+    domain_id = os.getpid() % 100 + 20
+    env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
+    node = rclpy.create_node("camera_loss_listener", context=context)
+    images, states = [], []
+    node.create_subscription(Image, "/camera/image_raw", images.append, qos("sensor"))
+    node.create_subscription(String, "/camera/status", lambda m: states.append(json.loads(m.data)["state"]),
+                             qos("latched"))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mile_ros.nodes.webcam_node", "--ros-args", "-p", f"source:={path}",
+         "-p", "kind:=stream", "-p", "rate_hz:=20.0", "-p", "reconnect_s:=0.2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def spin_until(predicate, what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if predicate():
+                return
+            executor.spin_once(timeout_sec=0.05)
+        raise AssertionError(f"timed out waiting for {what}; states {states}")
+
+    try:
+        spin_until(lambda: bool(images), "the first frame")
+        path.rename(away)  # the open capture keeps reading; once it runs dry, reopening fails
+        spin_until(lambda: "lost" in states, "the loss report")
+        time.sleep(0.5)  # a few failed reopen attempts, which are not reported again
+        n = len(images)
+        away.rename(path)
+        spin_until(lambda: states[-1] == "reconnected" and len(images) > n, "frames after recovery")
+        # (the status topic keeps only the latest value, so a quick opened -> lost may arrive as lost alone)
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+        proc.terminate()
+        proc.wait(timeout=20)
