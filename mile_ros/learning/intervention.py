@@ -22,6 +22,8 @@ from scipy.special import roots_genlaguerre, roots_hermitenorm
 from torch import Tensor
 from torch.special import log_ndtr, ndtr
 
+from .networks import diag_gaussian_log_prob
+
 __all__ = [
     "ContinuousIntervention",
     "DiscreteIntervention",
@@ -254,15 +256,10 @@ class ContinuousIntervention:
             a = torch.nan_to_num(human_action)
             if self.form is ContinuousForm.EXACT:
                 q = ((a - mu) / std_h).square().sum(-1)
-                log_pi = _diag_gaussian_log_prob(a, mu, std_h)
+                log_pi = diag_gaussian_log_prob(a, mu, std_h)
                 log_p_action = log_pi + log_ndtr((0.5 * (spread - q) - cost) / sigma) - log_p_int
             else:
                 p = log_p_int.exp().unsqueeze(-1)
                 tiny = torch.finfo(mu.dtype).tiny
-                log_p_action = _diag_gaussian_log_prob(a, p * mu, (p * std_h).clamp(min=tiny))
+                log_p_action = diag_gaussian_log_prob(a, p * mu, (p * std_h).clamp(min=tiny))
         return InterventionLogProbs(log_p_int, log_p_no, log_p_action)
-
-
-def _diag_gaussian_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    z = (x - mean) / std
-    return (-0.5 * z.square() - std.log() - 0.5 * math.log(2.0 * math.pi)).sum(-1)

@@ -130,17 +130,20 @@ class MileModel(nn.Module):
         n = obs.shape[0]
         flag = intervention.to(lp.log_p_int.dtype)
         l_int = -(flag * lp.log_p_int + (1.0 - flag) * lp.log_p_no).sum() / n
-        detached = mental_out.detach() if self.discrete else tuple(t.detach() for t in mental_out)
         mask = intervention.bool()
-        if mask.any():
-            sel = (lambda t: t[mask]) if self.discrete else (lambda t: tuple(x[mask] for x in t))
-            lp_policy = self._log_probs(sel(policy_out), sel(detached), human_action[mask])
+        if self.discrete:
+            # Small tensors: fewer ops beat fewer rows, so the policy term runs on every row, masked.
+            lp_policy = self._log_probs(policy_out, mental_out.detach(), human_action)
+            l_policy = -torch.where(mask, lp_policy.log_p_action, 0.0).sum() / n
+        elif mask.any():
+            detached = tuple(t[mask].detach() for t in mental_out)
+            lp_policy = self._log_probs(tuple(t[mask] for t in policy_out), detached, human_action[mask])
             l_policy = -lp_policy.log_p_action.sum() / n
         else:
             l_policy = l_int.new_zeros(())
         total = lambda_int * l_int + lambda_policy * l_policy
         l_mental = l_int.new_zeros(())
         if lambda_mental and robot_action is not None:
-            l_mental = -self.mental.log_prob(obs, robot_action).mean()
+            l_mental = -self.mental.log_prob_of(mental_out, robot_action).mean()
             total = total + lambda_mental * l_mental
         return MileLosses(l_int, l_policy, l_mental, total)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,6 +30,12 @@ class Normalizer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std
+
+
+def diag_gaussian_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """Log-density of a diagonal Gaussian, summed over the last dimension."""
+    z = (x - mean) / std
+    return (-0.5 * z.square() - std.log()).sum(-1) - 0.5 * math.log(2.0 * math.pi) * mean.shape[-1]
 
 
 def _mlp(inp: int, hidden: Sequence[int]) -> nn.Sequential:
@@ -74,8 +81,12 @@ class GaussianMLP(PolicyNet):
         return self.mean_head(h), log_std.exp()
 
     def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
-        mean, std = self(obs)
-        return torch.distributions.Normal(mean, std).log_prob(action).sum(-1)
+        return self.log_prob_of(self(obs), action)
+
+    @staticmethod
+    def log_prob_of(out: tuple[Tensor, Tensor], action: Tensor) -> Tensor:
+        """Log-density of ``action`` under a forward pass's ``(mean, std)``."""
+        return diag_gaussian_log_prob(action, *out)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> Tensor:
@@ -100,7 +111,12 @@ class CategoricalMLP(PolicyNet):
         return torch.log_softmax(self.logits_head(self.features(obs)), dim=-1)
 
     def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
-        return self(obs).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+        return self.log_prob_of(self(obs), action)
+
+    @staticmethod
+    def log_prob_of(out: Tensor, action: Tensor) -> Tensor:
+        """Log-probability of ``action`` under a forward pass's log-probabilities."""
+        return out.gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = True, generator: torch.Generator | None = None) -> Tensor:

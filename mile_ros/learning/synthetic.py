@@ -40,7 +40,7 @@ def make_ground_truth(
     """Random networks with a mental model that disagrees with the policy by a state-dependent amount."""
     torch.manual_seed(seed)
     if mental_offset is None:  # sized so that P(I=1|s) spreads over states (std ~0.1-0.15, mean ~0.3)
-        mental_offset = 2.0 if spec.discrete else 1.0
+        mental_offset = 2.0 if spec.discrete else 0.3
     policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, hidden)
     mental = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, hidden)
     with torch.no_grad():
@@ -51,7 +51,8 @@ def make_ground_truth(
             for net in (policy, mental):
                 net.logits_head.weight.mul_(logit_scale)
         else:
-            for net in (policy, mental):  # moderate, varied stds around 0.3
+            for net in (policy, mental):  # means of order 0.5, varied stds around 0.3
+                net.mean_head.weight.mul_(5.0)
                 net.log_std_head.bias.fill_(np.log(0.3))
                 net.log_std_head.weight.mul_(0.3)
     model = MileModel(policy, mental, cost, sigma).eval()
