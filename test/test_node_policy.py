@@ -73,7 +73,12 @@ def test_policy_node_swaps_checkpoints_without_a_gap(tmp_path):
                 with probe.cond:
                     probe.cond.wait(0.2)
             if i == 20:
+                # A broken file first: refused, logged, the policy keeps acting with A.
                 probe.publish("/mile/checkpoint", String(data=str(tmp_path / "broken.pt")))
+                log_deadline = time.monotonic() + 20
+                while "broken.pt" not in node.output():
+                    assert time.monotonic() < log_deadline, "the broken checkpoint was not reported"
+                    time.sleep(0.05)
                 probe.publish("/mile/checkpoint", String(data=str(b)))
                 swap_sent = i
             if (
@@ -101,7 +106,7 @@ def test_policy_node_swaps_checkpoints_without_a_gap(tmp_path):
         probs = probe.messages("/mile/intervention_probability")
         assert probs and all(stamp_ns(p) >= (switch + 1) * 50_000_000 for p in probs)  # only B has a mental model
         assert all(0.0 <= p.position[0] <= 1.0 for p in probs)
-        assert "broken.pt" in node.output() and node.alive()
+        assert "could not load" in node.output() and node.alive()
     finally:
         node.stop()
         probe.close()

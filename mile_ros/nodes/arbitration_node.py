@@ -106,13 +106,15 @@ class ArbitrationNode(Node):
         if self.pending is not None and now - self.pending[1] >= self.teleop_wait:
             self.execute(self.pending[0])  # the Joy did not come: decide with the latest one
             return
-        if (
-            not self.arbiter.proposal_fresh(now)
-            and not (self.arbiter.joy_takeover and self.arbiter.joy_fresh(now))
-            and (self.arbiter.proposal is not None or self.arbiter.joy_action is not None)
-        ):
+        arb = self.arbiter
+        human_active = arb.joy_takeover and arb.joy_fresh(now)
+        human_lost = arb.joy_takeover and not arb.joy_fresh(now)
+        # Only a policy that was heard and fell silent: before the first proposal of an episode
+        # there is nothing to stop, and a hold then would pre-empt the first real command.
+        robot_lost = arb.proposal is not None and not arb.proposal_fresh(now)
+        if human_lost or (robot_lost and not human_active):
             # Stamped with this node's clock: a hold answers no observation.
-            self.publish(self.arbiter.command(now, self.get_clock().now().nanoseconds))
+            self.publish(arb.command(now, self.get_clock().now().nanoseconds))
 
     def execute(self, stamp: int) -> None:
         self.pending = None

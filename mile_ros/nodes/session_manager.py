@@ -8,6 +8,7 @@ progress on ``/session/progress`` and exits 0 when the session is complete.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -29,9 +30,7 @@ PARAMETERS = (
     Param("task", "drawer-open-v3", "Metaworld v3 task name (recorded with the session)"),
     Param("iterations", 5, "MILE updates (each after the iteration's intervention episodes)", (1, 10000)),
     Param("episodes", 1, "intervention episodes per iteration", (1, 10000)),
-    Param(
-        "eval_episodes", 1, "episodes of the policy alone before the first and after each update", (0, 10000)
-    ),
+    Param("eval_episodes", 1, "episodes of the policy alone before the first and after each update", (0, 10000)),
     Param("seed", 0, "base seed of the episodes", (0, 2**30)),
     Param("initial_checkpoint", "", "the policy of iteration 0"),
     Param("use_simulated_human", True, "drive the simulated_human node's enable/reset services"),
@@ -191,9 +190,7 @@ class SessionManager(Node):
     def stop_recorder(self) -> str:
         deadline = time.monotonic() + self.p["service_timeout_s"]
         while True:
-            res = call_service(
-                self, self.srv_clients["/recorder/stop"], Trigger.Request(), self.p["service_timeout_s"]
-            )
+            res = call_service(self, self.srv_clients["/recorder/stop"], Trigger.Request(), self.p["service_timeout_s"])
             if res.success:
                 return res.message
             if not res.message.startswith("draining") or time.monotonic() > deadline:
@@ -221,10 +218,10 @@ def main(args: list[str] | None = None) -> int:
     code = 0
     node = None
     executor = MultiThreadedExecutor(num_threads=2)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
     try:
         node = SessionManager()
         executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         node.run()
     except KeyboardInterrupt:
@@ -233,12 +230,20 @@ def main(args: list[str] | None = None) -> int:
         print(f"[session_manager] fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1
     finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
+        # Stop the context first so the spinning thread returns, then take the node down.
         if rclpy.ok():
             rclpy.shutdown()
-    return code
+        if spinner.is_alive():
+            spinner.join(timeout=5.0)
+        executor.shutdown(timeout_sec=1.0)
+        if node is not None:
+            node.destroy_node()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is saved by now; rclpy's C++ side can abort while the interpreter tears down
+    # ("terminate called without an active exception"), which would turn a finished session
+    # into a failure, so leave without that teardown.
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,7 @@ PARAMETERS = (
         "calibrate the human's cost to this rate on those rollouts",
         (0.01, 0.99),
     ),
-    Param(
-        "refit_on_new_policy", True, "refit the mental model when the policy node reports a new checkpoint"
-    ),
+    Param("refit_on_new_policy", True, "refit the mental model when the policy node reports a new checkpoint"),
     Param("seed", 0, "seed of the human's randomness", (0, 2**31 - 1)),
     Param("enabled", True, "intervene at all (false: publish an untouched gamepad, for evaluation)"),
 )
@@ -49,9 +47,7 @@ class SimulatedHumanNode(Node):
         # One observation at a time through a small MLP: extra threads only contend with the other nodes.
         torch.set_num_threads(1)
         if not p["checkpoint"]:
-            raise ValueError(
-                "parameter 'checkpoint' is empty: the human needs the robot's policy for its mental model"
-            )
+            raise ValueError("parameter 'checkpoint' is empty: the human needs the robot's policy for its mental model")
         from mile_ros.sim import make_env
 
         self.params = p
@@ -63,6 +59,7 @@ class SimulatedHumanNode(Node):
         self.busy = ""
         self.lock = threading.Lock()
         self.decisions = 0
+        self.last_joy: Joy | None = None
         self.pub_joy = publisher(self, "/teleop/joy")
         subscription(self, "/mile/observation", self.on_observation)
         subscription(self, "/mile/active_checkpoint", self.on_active_checkpoint)
@@ -105,6 +102,10 @@ class SimulatedHumanNode(Node):
             self.fit(msg.data)
 
     def on_observation(self, msg) -> None:
+        stamp = stamp_ns(msg)
+        if self.last_joy is not None and stamp_ns(self.last_joy) == stamp:
+            self.pub_joy.publish(self.last_joy)  # a resent observation: the same decision again
+            return
         frame = np.asarray(msg.position, dtype=np.float32)
         intervene, action = False, None
         with self.lock:
@@ -114,8 +115,9 @@ class SimulatedHumanNode(Node):
             action if intervene else np.zeros(len(self.mapping.actions)), ["takeover"] if intervene else []
         )
         joy = Joy(axes=axes, buttons=buttons)
-        joy.header.stamp = to_time(stamp_ns(msg))
+        joy.header.stamp = to_time(stamp)
         self.pub_joy.publish(joy)
+        self.last_joy = joy
         self.decisions += 1
 
     def on_reset(self, request, response):
@@ -125,6 +127,7 @@ class SimulatedHumanNode(Node):
                 response.message = f"fitting the mental model on {self.busy or '?'}; try again"
                 return response
             self.human.reset()
+            self.last_joy = None
         response.success, response.message = True, f"human ready (mental model of {self.fitted_for})"
         return response
 
