@@ -50,7 +50,11 @@ class PadEvent:
 
 
 class Gamepad:
-    """One SDL joystick, chosen by index among those present (optionally by a name substring)."""
+    """One SDL joystick, chosen by index among those present (optionally by a name substring).
+
+    SDL's event queue is per process: use one polling reader per process, or an unplug event drained by
+    another reader goes unnoticed.
+    """
 
     def __init__(self, device_index: int = 0, name_contains: str = "", deadzone: float = 0.0,
                  axes_count: int = 0, buttons_count: int = 0) -> None:
@@ -69,6 +73,8 @@ class Gamepad:
         self._name = ""
         self._sizes = (axes_count, buttons_count)
         self._started = False
+        self._rescan = True
+        self._count = -1
 
     @property
     def connected(self) -> bool:
@@ -84,6 +90,7 @@ class Gamepad:
         pg = self._pg
         pg.event.pump()  # also keeps SDL's joystick state current
         for event in pg.event.get((pg.JOYDEVICEADDED, pg.JOYDEVICEREMOVED), pump=False):
+            self._rescan = True  # look for a pad only when the set of devices changed
             if event.type == pg.JOYDEVICEREMOVED and self._joystick is not None \
                     and event.instance_id == self._joystick.get_instance_id():
                 events.append(PadEvent("disconnected", self._name,
@@ -91,7 +98,11 @@ class Gamepad:
                                        "waiting for it to come back"))
                 self._joystick = None
         pg.event.clear(pump=False)  # axis/button events are not needed: the state is read directly
-        if self._joystick is None:
+        count = pg.joystick.get_count()  # also catches changes whose events another reader drained
+        if count != self._count:
+            self._count, self._rescan = count, True
+        if self._joystick is None and (self._rescan or not self._started):
+            self._rescan = False
             opened = self._open()
             if opened is not None:
                 events.append(opened)
