@@ -16,8 +16,11 @@ from launch_ros.substitutions import FindPackageShare
 from launch import LaunchDescription
 
 ARGUMENTS = (
-    ("params_file", PathJoinSubstitution([FindPackageShare("mile_ros"), "config", "widowx.yaml"]),
-     "parameter file of all nodes"),
+    (
+        "params_file",
+        PathJoinSubstitution([FindPackageShare("mile_ros"), "config", "widowx.yaml"]),
+        "parameter file of all nodes",
+    ),
     ("run_dir", "runs/widowx", "the session's folder: bags, checkpoints, metrics (resumed if it exists)"),
     ("initial_checkpoint", "", "the policy of iteration 0 (obs_source r3m+ee)"),
     ("r3m_checkpoint", "", "R3M's resnet50 model.pt"),
@@ -37,8 +40,15 @@ def generate_launch_description() -> LaunchDescription:
     sim_time = {"use_sim_time": ParameterValue(arg["use_sim_time"], value_type=bool)}
 
     def node(executable: str, extra: dict | None = None, **kwargs) -> Node:
-        return Node(package="mile_ros", executable=executable, name=executable, output="screen",
-                    emulate_tty=True, parameters=[params, sim_time, extra or {}], **kwargs)
+        return Node(
+            package="mile_ros",
+            executable=executable,
+            name=executable,
+            output="screen",
+            emulate_tty=True,
+            parameters=[params, sim_time, extra or {}],
+            **kwargs,
+        )
 
     run_dir = arg["run_dir"]
     nodes = [
@@ -46,20 +56,40 @@ def generate_launch_description() -> LaunchDescription:
         node("webcam_node", {"source": ParameterValue(arg["camera_source"], value_type=str)}),
         node("r3m_encoder", {"checkpoint": arg["r3m_checkpoint"], "device": arg["encoder_device"]}),
         node("ps3_teleop", condition=IfCondition(arg["with_teleop"])),
-        Node(package="joy", executable="joy_node", name="joy_node", output="screen",
-             parameters=[{"autorepeat_rate": 20.0, "deadzone": 0.0}], remappings=[("/joy", "/teleop/joy")],
-             condition=UnlessCondition(arg["with_teleop"])),
+        Node(
+            package="joy",
+            executable="joy_node",
+            name="joy_node",
+            output="screen",
+            parameters=[{"autorepeat_rate": 20.0, "deadzone": 0.0}],
+            remappings=[("/joy", "/teleop/joy")],
+            condition=UnlessCondition(arg["with_teleop"]),
+        ),
         node("policy_node", {"checkpoint": arg["initial_checkpoint"]}),
         node("arbitration_node"),
         node("recorder_node", {"output_dir": PathJoinSubstitution([run_dir, "bags"])}),
-        node("trainer_node", {"bags_dir": PathJoinSubstitution([run_dir, "bags"]),
-                              "checkpoint_dir": PathJoinSubstitution([run_dir, "checkpoints"]),
-                              "initial_checkpoint": arg["initial_checkpoint"]},
-             condition=IfCondition(arg["with_trainer"])),
+        node(
+            "trainer_node",
+            {
+                "bags_dir": PathJoinSubstitution([run_dir, "bags"]),
+                "checkpoint_dir": PathJoinSubstitution([run_dir, "checkpoints"]),
+                "initial_checkpoint": arg["initial_checkpoint"],
+            },
+            condition=IfCondition(arg["with_trainer"]),
+        ),
         # bridge_node: the session manager sets per-episode parameters on the arm node (the driver here).
-        node("session_manager", {"run_dir": run_dir, "initial_checkpoint": arg["initial_checkpoint"],
-                                 "use_simulated_human": False, "bridge_node": "widowx_driver"}),
+        node(
+            "session_manager",
+            {
+                "run_dir": run_dir,
+                "initial_checkpoint": arg["initial_checkpoint"],
+                "use_simulated_human": False,
+                "bridge_node": "widowx_driver",
+            },
+        ),
     ]
-    declared = [DeclareLaunchArgument(name, default_value=default, description=description)
-                for name, default, description in ARGUMENTS]
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, default, description in ARGUMENTS
+    ]
     return LaunchDescription([*declared, *nodes])

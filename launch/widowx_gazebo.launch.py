@@ -17,8 +17,16 @@ from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
-PASSED_ON = ("params_file", "run_dir", "initial_checkpoint", "r3m_checkpoint", "camera_source", "encoder_device",
-             "with_trainer", "with_teleop")
+PASSED_ON = (
+    "params_file",
+    "run_dir",
+    "initial_checkpoint",
+    "r3m_checkpoint",
+    "camera_source",
+    "encoder_device",
+    "with_trainer",
+    "with_teleop",
+)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -27,8 +35,11 @@ def generate_launch_description() -> LaunchDescription:
         PythonLaunchDescriptionSource(
             PathJoinSubstitution([FindPackageShare("interbotix_xsarm_control"), "launch", "xsarm_control.launch.py"])
         ),
-        launch_arguments={"robot_model": robot_model, "use_sim": "true", "use_rviz": LaunchConfiguration("use_rviz")}
-        .items(),
+        launch_arguments={
+            "robot_model": robot_model,
+            "use_sim": "true",
+            "use_rviz": LaunchConfiguration("use_rviz"),
+        }.items(),
     )
     session = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(
@@ -53,7 +64,9 @@ def generate_launch_description() -> LaunchDescription:
     declared = [
         DeclareLaunchArgument("robot_model", default_value="wx250s", description="interbotix robot model"),
         DeclareLaunchArgument("use_rviz", default_value="true", description="show the simulated arm in RViz"),
-        *(DeclareLaunchArgument(name, default_value=defaults[name], description="passed to widowx.launch.py")
-          for name in PASSED_ON),
+        *(
+            DeclareLaunchArgument(name, default_value=defaults[name], description="passed to widowx.launch.py")
+            for name in PASSED_ON
+        ),
     ]
     return LaunchDescription([*declared, simulator, session])
