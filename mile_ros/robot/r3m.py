@@ -141,6 +141,8 @@ class R3MEncoder:
             raise R3MCheckpointError("no R3M checkpoint given: set the checkpoint path (R3M's resnet50 "
                                      "model.pt); random weights only with allow_random_weights")
         self.device = resolve_device(device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # one input size all session: let cuDNN pick its fastest
         self.net = net.to(self.device)
 
     @torch.inference_mode()
