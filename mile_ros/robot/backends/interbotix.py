@@ -18,6 +18,8 @@ against a robot):
 
 Everything around those calls (state conversion, forward kinematics, command building, limits) is
 tested with an in-process stand-in object; the calls themselves run only with interbotix installed.
+Also untested: interbotix's node lives in the driver's process, in the rclpy context the driver has
+already initialised (older releases that call ``rclpy.init`` themselves would need it to be theirs).
 """
 
 from __future__ import annotations
