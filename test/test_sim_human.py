@@ -165,9 +165,12 @@ def test_mental_model_clones_the_robot_and_human_oversees_an_episode() -> None:
         assert accuracy > max(0.6, majority + 0.1), (accuracy, majority)
         assert len(fit.frames) == len(fit.stacked_obs) and fit.rollouts == 6
 
-        human, fit2 = make_simulated_human(task, robot, env, seed=0, rollouts=6, target_rate=0.3)
+        human, fit2 = make_simulated_human(task, robot, env, rollouts=6, target_rate=0.3, oversight_episodes=0)
         assert human.intervention_probability(fit2.stacked_obs, fit2.frames).mean() <= 0.3
-        ep = run_episode(env, PolicyRunner(robot), seed=11, human=human)
+        # The second pass recalibrates on the states seen while overseeing, so the cost moves.
+        overseer, _ = make_simulated_human(task, robot, env, rollouts=6, target_rate=0.3, oversight_episodes=4)
+        assert overseer.cost != human.cost
+        ep = run_episode(env, PolicyRunner(robot), seed=11, human=overseer)
     assert ep.intervention_count == int(ep.intervention.sum()) > 0
     assert np.isfinite(ep.predicted_intervention).all()
     assert (ep.human_action[~ep.intervention] == -1).all()
