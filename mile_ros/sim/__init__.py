@@ -6,7 +6,7 @@ Nothing here imports rclpy; the ROS nodes and the benchmark build on this API.
 
 from .envs import SimEnv, StepResult, make_env, valid_tasks
 from .experts import Expert, make_expert
-from .human import SimulatedHuman, fit_mental_model
+from .human import MentalModelFit, SimulatedHuman, fit_mental_model, make_simulated_human
 from .initial_policy import make_initial_policy
 from .presets import load_preset
 from .rollout import Episode, EvalResult, episodes_to_dataset, evaluate, run_episode
@@ -15,6 +15,7 @@ __all__ = [
     "Episode",
     "EvalResult",
     "Expert",
+    "MentalModelFit",
     "SimEnv",
     "SimulatedHuman",
     "StepResult",
@@ -25,6 +26,7 @@ __all__ = [
     "make_env",
     "make_expert",
     "make_initial_policy",
+    "make_simulated_human",
     "run_episode",
     "valid_tasks",
 ]
