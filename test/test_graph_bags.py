@@ -43,11 +43,15 @@ def write_episode(path, steps, human_steps=(), hold_steps=(), seed=0, shuffle=Tr
         records.append(("/mile/intervention", Bool(data=source == "human")))
         if i < steps and source != "hold":
             truth.append((stamp, obs, robot, source == "human", human))
+    # A late command of the previous episode, as a recorder under load may still receive it.
+    stale = 10**9 - 5 * 10**7
+    records.append(("/mile/observation", vector_msg(stale, [f"obs_{k}" for k in range(OBS_DIM)], np.ones(OBS_DIM))))
+    records.append(("/mile/proposed_action", vector_msg(stale, ACTION_NAMES, np.zeros(4))))
+    records.append(("/mile/executed_action", vector_msg(stale, ACTION_NAMES, np.zeros(4), "robot")))
     if end:
         final = 10**9 + steps * 5 * 10**7
-        records.append(
-            ("/sim/episode_end", vector_msg(final, ["steps", "success", "return"], [steps, 1, 0], "success"))
-        )
+        names, values = ["steps", "success", "return", "duration_s"], [steps, 1, 0, steps * 0.05]
+        records.append(("/sim/episode_end", vector_msg(final, names, values, "success")))
     order = rng.permutation(len(records)) if shuffle else np.arange(len(records))
     writer = EpisodeBagWriter(path, TOPIC_TYPES)
     for log_time, k in enumerate(order):
@@ -73,9 +77,7 @@ def test_round_trip_opens_with_rosbags(tmp_path):
 
 
 def test_join_by_stamp_not_arrival(tmp_path):
-    truth = write_episode(
-        tmp_path / "ep", 30, human_steps={5, 6, 7, 20}, hold_steps={11}, seed=4, shuffle=True
-    )
+    truth = write_episode(tmp_path / "ep", 30, human_steps={5, 6, 7, 20}, hold_steps={11}, seed=4, shuffle=True)
     steps = episode_steps(read_bag(tmp_path / "ep"))
     assert steps.held == 1
     assert list(steps.stamps) == [t[0] for t in truth]

@@ -20,6 +20,7 @@ import numpy as np
 from mile_ros.learning import InterventionDataset, Spec
 
 from .bag_episode import BagError, EpisodeBag, read_bag
+from .episode_stats import episode_window
 from .topics import SOURCE_HOLD, SOURCE_HUMAN
 
 __all__ = ["BagDatasetError", "BuildReport", "EpisodeSteps", "build_dataset", "episode_steps", "find_bags"]
@@ -58,9 +59,7 @@ class BuildReport:
         if self.recovered:
             parts.append(f"{len(self.recovered)} recovered from truncated bags")
         if self.skipped:
-            parts.append(
-                f"skipped {len(self.skipped)}: " + "; ".join(f"{p.name} ({why})" for p, why in self.skipped)
-            )
+            parts.append(f"skipped {len(self.skipped)}: " + "; ".join(f"{p.name} ({why})" for p, why in self.skipped))
         if self.held_steps:
             parts.append(f"{self.held_steps} held steps left out")
         if self.incomplete_steps:
@@ -90,11 +89,17 @@ def episode_steps(bag: EpisodeBag) -> EpisodeSteps:
     executed = {s: m for s, m in executed_any.items() if m.header.frame_id != SOURCE_HOLD}
     human = _first_by_stamp(bag, "/mile/human_action")
     # The bridge publishes the final observation with the episode's end; its command never ran.
+    # Stamps outside the episode's window are late messages of the previous episode.
     ends = _first_by_stamp(bag, "/sim/episode_end")
-    end = min(ends) if ends else None
+    start, end = -(2**63), 2**63
+    if ends:
+        end = min(ends)
+        values = dict(zip(ends[end].name, ends[end].position))
+        if "duration_s" in values:
+            start = episode_window(end, float(values["duration_s"]))[0]
     rows, held, incomplete = [], 0, 0
     for stamp in sorted(obs):
-        if end is not None and stamp >= end:
+        if not start <= stamp < end:
             continue
         if stamp not in executed:
             held += stamp in executed_any

@@ -33,12 +33,8 @@ from mile_ros.nodes.common import (
 
 PARAMETERS = (
     Param("task", "drawer-open-v3", "Metaworld v3 task name"),
-    Param(
-        "seed", 0, "seed of the next reset (the session manager sets it before each episode)", (0, 2**31 - 1)
-    ),
-    Param(
-        "lockstep", True, "step when the command for the current step arrives (true) or on a timer (false)"
-    ),
+    Param("seed", 0, "seed of the next reset (the session manager sets it before each episode)", (0, 2**31 - 1)),
+    Param("lockstep", True, "step when the command for the current step arrives (true) or on a timer (false)"),
     Param(
         "control_rate_hz",
         20.0,
@@ -108,9 +104,7 @@ class MetaworldBridge(Node):
         stamp = to_time(out.stamp_ns)
         if self.pub_clock is not None:
             self.pub_clock.publish(ClockMsg(clock=stamp))
-        self.pub_state.publish(
-            vector_msg(out.stamp_ns, [f"obs_{i:02d}" for i in range(len(out.frame))], out.frame)
-        )
+        self.pub_state.publish(vector_msg(out.stamp_ns, [f"obs_{i:02d}" for i in range(len(out.frame))], out.frame))
         ee = self.env.ee_position()
         if ee is not None:
             from geometry_msgs.msg import PoseStamped
@@ -132,8 +126,8 @@ class MetaworldBridge(Node):
             self.pub_end.publish(
                 vector_msg(
                     out.stamp_ns,
-                    ["steps", "success", "return"],
-                    [out.steps, float(out.success), out.episode_return],
+                    ["steps", "success", "return", "duration_s"],
+                    [out.steps, float(out.success), out.episode_return, out.steps * self.core.period / 1e9],
                     out.reason,
                 )
             )

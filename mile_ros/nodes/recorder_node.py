@@ -22,17 +22,23 @@ from mile_ros.graph.episode_stats import EpisodeStats
 from mile_ros.graph.topics import CAMERA_TOPIC, RECORDED_TOPICS, TOPICS
 from mile_ros.nodes.common import Param, declare_parameters, monotonic, stamp_ns, subscription
 
+STEP_TOPICS = (
+    "/mile/executed_action",
+    "/mile/observation",
+    "/mile/proposed_action",
+    "/mile/human_action",
+    "/sim/episode_end",
+)
+
 PARAMETERS = (
     Param("output_dir", "bags", "where bags go when bag_path is empty"),
     Param("bag_path", "", "folder of the next bag (must not exist); set before /recorder/start"),
-    Param(
-        "episode_info", "{}", "JSON metadata of the next episode (iteration, episode, mode, checkpoint, ...)"
-    ),
+    Param("episode_info", "{}", "JSON metadata of the next episode (iteration, episode, mode, checkpoint, ...)"),
     Param("record_camera", False, "also record /camera/image_raw"),
     Param(
         "drain_s",
-        2.0,
-        "on stop, keep recording up to this long until /sim/episode_end has arrived",
+        10.0,
+        "on stop, keep recording up to this long until every step of the ended episode has arrived",
         (0.0, 60.0),
     ),
     Param(
@@ -78,14 +84,19 @@ class RecorderNode(Node):
         if self.writer is None:
             return
         self.writer.write(topic, data, self.get_clock().now().nanoseconds)
-        if topic == "/mile/executed_action":
+        if topic in STEP_TOPICS:
             msg = deserialize_message(data, JointState)
-            self.stats.on_executed(stamp_ns(msg), msg.header.frame_id)
-        elif topic == "/sim/episode_end":
-            msg = deserialize_message(data, JointState)
-            self.stats.end_reason = msg.header.frame_id
-            self.stats.end_stamp = stamp_ns(msg)
-            self.stats.success = bool(dict(zip(msg.name, msg.position)).get("success", 0.0))
+            stamp = stamp_ns(msg)
+            if topic == "/mile/executed_action":
+                self.stats.on_executed(stamp, msg.header.frame_id)
+            elif topic == "/mile/observation":
+                self.stats.observations.add(stamp)
+            elif topic == "/mile/proposed_action":
+                self.stats.proposals.add(stamp)
+            elif topic == "/mile/human_action":
+                self.stats.human_actions.add(stamp)
+            else:
+                self.stats.on_end(stamp, msg.header.frame_id, dict(zip(msg.name, msg.position)))
 
     def on_start(self, request, response):
         if self.writer is not None:
@@ -113,9 +124,11 @@ class RecorderNode(Node):
         # (the caller asks again) until the bridge's episode end is in the bag, or drain_s passed.
         now = monotonic()
         self.stop_requested = self.stop_requested or now
-        if self.stats.end_stamp is None and now - self.stop_requested < self.drain_s:
-            response.success, response.message = False, "draining: waiting for /sim/episode_end"
+        if not self.stats.complete() and now - self.stop_requested < self.drain_s:
+            response.success, response.message = False, "draining: waiting for the episode's last messages"
             return response
+        if not self.stats.complete():
+            self.get_logger().warn(f"closing {self.writer.path} before every step arrived: {self.stats.as_dict()}")
         result = {**self.info, **self.stats.as_dict(), "bag": str(self.writer.path)}
         try:
             self.writer.close(result)
