@@ -86,6 +86,12 @@ class MileModel(nn.Module):
     def sigma(self) -> Tensor:
         return self.raw_sigma.exp()
 
+    def cost_value(self) -> float:
+        return float(self.cost.detach())
+
+    def sigma_value(self) -> float:
+        return float(self.sigma.detach())
+
     @torch.no_grad()
     def set_cost(self, cost: float) -> None:
         self.raw_cost.fill_(_softplus_inverse(max(float(cost), 1e-6)))

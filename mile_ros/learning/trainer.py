@@ -166,7 +166,7 @@ def calibrate_cost(
 
     if rate(lo) <= target_rate:
         return lo
-    hi = hi if hi is not None else max(1.0, float(model.cost))
+    hi = hi if hi is not None else max(1.0, model.cost_value())
     while rate(hi) > target_rate:
         hi *= 2.0
         if hi > 1e9:
