@@ -7,6 +7,7 @@ reproducible from a seed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -49,6 +50,17 @@ def metaworld_tasks() -> list[str]:
 
 def valid_tasks() -> list[str]:
     return [*metaworld_tasks(), LUNAR_LANDER]
+
+
+def _load_llvm_users_in_safe_order() -> None:
+    """Import torch's compiler stack (and its bundled LLVM, via triton) before Mesa's EGL loads its own.
+
+    Measured here: once an EGL context exists (llvmpipe), the first ``torch.optim`` optimiser,
+    which imports ``torch._dynamo`` and triton, crashes the process with a segmentation fault;
+    in the other order both work.
+    """
+    with contextlib.suppress(ImportError):  # no torch: nothing to protect
+        import torch._dynamo  # noqa: F401
 
 
 class SimEnv:
@@ -123,6 +135,7 @@ class MetaworldEnv(SimEnv):
         super().__init__(seed, stop_on_success, image_size)
         if render:
             os.environ.setdefault("MUJOCO_GL", "egl")
+            _load_llvm_users_in_safe_order()
         import gymnasium as gym
         import metaworld  # noqa: F401  (registers the Meta-World/ environments)
 
