@@ -56,9 +56,7 @@ class Command:
 class Arbiter:
     """The state machine; feed it proposals and Joy messages, ask it for commands."""
 
-    def __init__(
-        self, mapping: JoyMapping, config: ArbitrationConfig | None = None, act_dim: int = 4
-    ) -> None:
+    def __init__(self, mapping: JoyMapping, config: ArbitrationConfig | None = None, act_dim: int = 4) -> None:
         self.mapping = mapping
         self.config = config or ArbitrationConfig()
         self.act_dim = act_dim
@@ -140,9 +138,7 @@ class Arbiter:
         )
 
 
-def safe_on_joy(
-    arbiter: Arbiter, stamp_ns: int, axes: list[float], buttons: list[int], now: float
-) -> str | None:
+def safe_on_joy(arbiter: Arbiter, stamp_ns: int, axes: list[float], buttons: list[int], now: float) -> str | None:
     """:meth:`Arbiter.on_joy` that returns the error text instead of raising (the node logs it)."""
     try:
         arbiter.on_joy(stamp_ns, axes, buttons, now)

@@ -65,8 +65,7 @@ class EpisodeBagWriter:
         self.writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
         self.connections = {
-            name: self.writer.add_connection(name, msgtype, typestore=typestore())
-            for name, msgtype in topics.items()
+            name: self.writer.add_connection(name, msgtype, typestore=typestore()) for name, msgtype in topics.items()
         }
         self.flush_every = max(1, int(flush_every))
         self.counts = dict.fromkeys(topics, 0)

@@ -83,18 +83,14 @@ class JoyMapping:
         if not np.isfinite(raw).all():
             raise JoyMappingError(f"Joy axes contain NaN or infinite values: {raw}")
         mag = np.abs(raw)
-        shaped = np.where(
-            mag < self.dead_zone, 0.0, np.sign(raw) * (mag - self.dead_zone) / (1.0 - self.dead_zone)
-        )
+        shaped = np.where(mag < self.dead_zone, 0.0, np.sign(raw) * (mag - self.dead_zone) / (1.0 - self.dead_zone))
         scales = np.array([a.scale for a in self.actions])
         return np.clip(scales * shaped, -1.0, 1.0)
 
     def pressed(self, buttons: Sequence[int], which: str) -> bool:
         idx = self.buttons[which]
         if len(buttons) <= idx:
-            raise JoyMappingError(
-                f"Joy has {len(buttons)} buttons; {which!r} is button {idx} in mapping {self.name!r}"
-            )
+            raise JoyMappingError(f"Joy has {len(buttons)} buttons; {which!r} is button {idx} in mapping {self.name!r}")
         return bool(buttons[idx])
 
     # ---- action -> Joy (simulated human) ----------------------------------------------------
@@ -110,9 +106,7 @@ class JoyMapping:
             if abs(shaped) > 1.0:
                 raise JoyMappingError(f"action {value} needs axis {a.axis} beyond +-1 (scale {a.scale})")
             axes[a.axis] = (
-                0.0
-                if shaped == 0
-                else float(np.sign(shaped) * (self.dead_zone + abs(shaped) * (1 - self.dead_zone)))
+                0.0 if shaped == 0 else float(np.sign(shaped) * (self.dead_zone + abs(shaped) * (1 - self.dead_zone)))
             )
         buttons = [0] * self.buttons_count
         for name in pressed:
@@ -133,9 +127,7 @@ class JoyMapping:
                 axes_count=int(d["axes_count"]),
                 buttons_count=int(d["buttons_count"]),
                 dead_zone=float(d.get("dead_zone", 0.0)),
-                actions=tuple(
-                    AxisMap(int(acts[n]["axis"]), float(acts[n].get("scale", 1.0))) for n in ACTION_NAMES
-                ),
+                actions=tuple(AxisMap(int(acts[n]["axis"]), float(acts[n].get("scale", 1.0))) for n in ACTION_NAMES),
                 buttons={str(k): int(v) for k, v in d["buttons"].items()},
             )
         except JoyMappingError:

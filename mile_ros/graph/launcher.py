@@ -75,9 +75,7 @@ def stop_all(nodes: Sequence[NodeProcess], grace: float = 10.0) -> None:
             n._log_file.close()
 
 
-def run_graph(
-    nodes: Sequence[NodeProcess], main: str, log_dir: Path, env: dict[str, str] | None = None
-) -> int:
+def run_graph(nodes: Sequence[NodeProcess], main: str, log_dir: Path, env: dict[str, str] | None = None) -> int:
     """Run until ``main`` exits (return its code); raise NodeFailedError if another node dies first."""
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ if env is None else env)

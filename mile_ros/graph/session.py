@@ -71,9 +71,7 @@ class SessionState:
                 config.seed,
             ):
                 raise ValueError(f"{run_dir} was started with {saved}; resume it with the same settings")
-            return cls(
-                run_dir, config, task, raw.get("initial_checkpoint", ""), raw["episodes"], raw["checkpoints"]
-            )
+            return cls(run_dir, config, task, raw.get("initial_checkpoint", ""), raw["episodes"], raw["checkpoints"])
         run_dir.mkdir(parents=True, exist_ok=True)
         state = cls(run_dir, config, task)
         state.save()
@@ -158,9 +156,7 @@ def metrics_rows(state: SessionState) -> list[dict[str, Any]]:
                 "eval_episodes": len(ev),
                 "eval_success_rate": sum(bool(e.get("success")) for e in ev) / len(ev) if ev else None,
                 "train_episodes": len(train),
-                "train_success_rate": sum(bool(e.get("success")) for e in train) / len(train)
-                if train
-                else None,
+                "train_success_rate": sum(bool(e.get("success")) for e in train) / len(train) if train else None,
                 "intervention_rate": sum(e.get("interventions", 0) for e in train) / steps if steps else None,
                 "steps": steps,
                 "checkpoint": state.checkpoints.get(str(it), state.initial_checkpoint if it == 0 else ""),

@@ -25,9 +25,7 @@ class StepOutput:
 
 
 class BridgeCore:
-    def __init__(
-        self, env, control_period_ns: int, max_episode_steps: int = 0, start_ns: int = 1_000_000_000
-    ) -> None:
+    def __init__(self, env, control_period_ns: int, max_episode_steps: int = 0, start_ns: int = 1_000_000_000) -> None:
         if control_period_ns <= 0:
             raise ValueError("control period must be positive")
         self.env = env
