@@ -92,9 +92,14 @@ def test_lunar_lander_spec_and_stepping() -> None:
                 break
         assert r.terminated and not r.success
         assert env.episode_return == pytest.approx(total)
+        env.reset(seed=3)
         with pytest.raises(ValueError, match="outside"):
-            env.reset(seed=3)
             env.step(7)
+        with pytest.raises(ValueError, match="one integer"):
+            env.step(float("nan"))
+        with pytest.raises(ValueError, match="one integer"):
+            env.step(1.5)
+        assert env.step(np.int64(2)).obs.shape == (8,)
 
 
 def test_bad_actions_are_refused() -> None:

@@ -242,7 +242,10 @@ class LunarLanderEnv(SimEnv):
         return np.asarray(obs, dtype=np.float32)
 
     def _step(self, action: Any) -> StepResult:
-        a = int(np.asarray(action).reshape(-1)[0]) if np.ndim(action) else int(action)
+        raw = np.asarray(action, dtype=np.float64).reshape(-1)
+        if raw.size != 1 or not np.isfinite(raw[0]) or raw[0] != round(raw[0]):
+            raise ValueError(f"{self.task}: action must be one integer, got {action!r}")
+        a = int(raw[0])
         if not 0 <= a < self.spec.act_dim:
             raise ValueError(f"{self.task}: action {a} outside 0..{self.spec.act_dim - 1}")
         obs, reward, terminated, truncated, info = self.raw_env.step(a)
