@@ -108,3 +108,22 @@ def test_bad_arguments_are_refused_with_a_message(tmp_path):
         proc = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "single.csv").exists()
+
+
+def test_metaworld_continuous_methods_end_to_end(tmp_path):
+    """The continuous path on a real Metaworld task: Gaussian MILE, RLIF's SAC and weighted BC."""
+    methods = ["mile@continuous_form=authors", "rlif", "iwr"]
+    cmd = [sys.executable, "-m", "mile_ros.cli.main", "benchmark", "--experiment", "single"]
+    cmd += ["--tasks", "button-press-v3", "--preset", "smoke", "--seeds", "0", "--episodes", "1"]
+    cmd += ["--methods", *methods, "--out", str(tmp_path)]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read(tmp_path / "single.csv")
+    assert not [r["error"] for r in rows if r["error"]]
+    final = {r["method"]: r for r in rows if r["iteration"] == "1"}
+    assert set(final) == set(methods)
+    for row in final.values():
+        assert 0.0 <= float(row["success_rate"]) <= 1.0
+        assert int(row["steps_total"]) > 0 and float(row["train_s"]) > 0
