@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cost", type=float, default=60.0, help="MILE intervention cost c (default 60)")
     p.add_argument("--sigma", type=float, default=75.0, help="MILE probit scale sigma (default 75)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -31,7 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from mile_ros.learning import CheckpointError, MileConfig
 
     config = MileConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, cost=args.cost, sigma=args.sigma, seed=args.seed
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        cost=args.cost,
+        sigma=args.sigma,
+        seed=args.seed,
+        progress=not args.no_progress,
     )
     try:
         out = train_from_bags(args.bags, args.init, args.out, config)
