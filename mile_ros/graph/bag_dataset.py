@@ -5,7 +5,9 @@ A step is the observation the policy acted on (``/mile/observation``), the polic
 ``frame_id`` says robot / human / hold) and, on intervened steps, the human's action
 (``/mile/human_action``), all carrying the same stamp. Arrival order is never used. Steps that the
 watchdog held, or that miss a part, are left out and counted. Bags that cannot be read are
-reported by name and skipped; truncated bags contribute their complete steps.
+reported by name and skipped; truncated bags contribute their complete steps. Episodes the operator
+discarded (``discarded`` in the metadata, or an episode end with reason ``discard`` in the bag itself,
+which a bag whose recorder died still holds) are listed in the report and never used or deleted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from mile_ros.learning import InterventionDataset, Spec
 
 from .bag_episode import BagError, EpisodeBag, read_bag
 from .episode_stats import episode_window
-from .topics import SOURCE_HOLD, SOURCE_HUMAN
+from .topics import END_DISCARD, SOURCE_HOLD, SOURCE_HUMAN
 
 __all__ = ["BagDatasetError", "BuildReport", "EpisodeSteps", "build_dataset", "episode_steps", "find_bags"]
 
@@ -42,6 +44,7 @@ class EpisodeSteps:
     human_action: np.ndarray  # NaN where not intervened
     held: int = 0  # steps the watchdog held (not part of the record)
     incomplete: int = 0  # observations without proposal or executed command
+    end_reason: str = ""  # frame_id of the episode's end message ("" when the bag has none)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class BuildReport:
     used: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     recovered: list[tuple[Path, str]] = field(default_factory=list)
+    discarded: list[Path] = field(default_factory=list)
     held_steps: int = 0
     incomplete_steps: int = 0
 
@@ -60,6 +64,8 @@ class BuildReport:
             parts.append(f"{len(self.recovered)} recovered from truncated bags")
         if self.skipped:
             parts.append(f"skipped {len(self.skipped)}: " + "; ".join(f"{p.name} ({why})" for p, why in self.skipped))
+        if self.discarded:
+            parts.append(f"{len(self.discarded)} discarded by the operator left out")
         if self.held_steps:
             parts.append(f"{self.held_steps} held steps left out")
         if self.incomplete_steps:
@@ -91,9 +97,10 @@ def episode_steps(bag: EpisodeBag) -> EpisodeSteps:
     # The bridge publishes the final observation with the episode's end; its command never ran.
     # Stamps outside the episode's window are late messages of the previous episode.
     ends = _first_by_stamp(bag, "/sim/episode_end")
-    start, end = -(2**63), 2**63
+    start, end, reason = -(2**63), 2**63, ""
     if ends:
         end = min(ends)
+        reason = ends[end].header.frame_id
         values = dict(zip(ends[end].name, ends[end].position))
         if "duration_s" in values:
             start = episode_window(end, float(values["duration_s"]))[0]
@@ -134,6 +141,7 @@ def episode_steps(bag: EpisodeBag) -> EpisodeSteps:
             np.zeros((0, 0)),
             held,
             incomplete,
+            reason,
         )
     act_dim = len(rows[0][2])
     return EpisodeSteps(
@@ -145,6 +153,7 @@ def episode_steps(bag: EpisodeBag) -> EpisodeSteps:
         np.stack([r[5] if r[5] is not None else np.full(act_dim, np.nan) for r in rows]),
         held,
         incomplete,
+        reason,
     )
 
 
@@ -181,6 +190,9 @@ def build_dataset(
             steps = episode_steps(bag)
         except Exception as exc:  # a message that does not decode: the bag is corrupt
             report.skipped.append((path, f"unreadable message: {exc}"))
+            continue
+        if bag.metadata.get("discarded") or steps.end_reason == END_DISCARD:
+            report.discarded.append(path)
             continue
         if not bag.complete:
             report.recovered.append((path, bag.note))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .topics import SOURCE_HOLD, SOURCE_HUMAN
+from .topics import END_DISCARD, SOURCE_HOLD, SOURCE_HUMAN
 
 __all__ = ["EpisodeStats", "episode_window"]
 
@@ -72,4 +72,5 @@ class EpisodeStats:
             "complete": self.complete(),
             "success": self.success,
             "end_reason": self.end_reason,
+            "discarded": self.end_reason == END_DISCARD,
         }

@@ -143,7 +143,9 @@ def metrics_rows(state: SessionState) -> list[dict[str, Any]]:
     """One row per iteration: collection success and intervention rates, the policy's own success."""
     rows = []
     for it in range(state.config.iterations + 1):
-        eps = [e for e in state.episodes if e["iteration"] == it]
+        # An episode the operator discarded is kept in the state (it is not run again) but is no
+        # evidence about the policy: it counts in no rate.
+        eps = [e for e in state.episodes if e["iteration"] == it and not e.get("discarded")]
         train = [e for e in eps if e["mode"] == "train"]
         ev = [e for e in eps if e["mode"] == "eval"]
         if not eps:

@@ -15,6 +15,10 @@ ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 # frame_id values of /mile/executed_action: who commanded this step.
 SOURCE_ROBOT, SOURCE_HUMAN, SOURCE_HOLD = "robot", "human", "hold"
 
+# frame_id of /sim/episode_end (the reason) with which the operator throws an episode away: its bag
+# is kept, marked ``discarded`` in its metadata, and left out of training and of the metrics.
+END_DISCARD = "discard"
+
 
 @dataclass(frozen=True)
 class Topic:
@@ -48,6 +52,8 @@ TOPICS: dict[str, Topic] = {
         _t("/mile/checkpoint", "std_msgs/msg/String", "latched"),
         _t("/mile/active_checkpoint", "std_msgs/msg/String", "latched"),
         _t("/session/progress", "std_msgs/msg/String", "latched"),
+        _t("/robot/safety", JOINT_STATE, "reliable"),
+        _t("/teleop/status", "std_msgs/msg/String", "latched"),
     )
 }
 
@@ -64,6 +70,9 @@ RECORDED_TOPICS = (
     "/mile/human_action",
     "/mile/intervention",
     "/sim/episode_end",
+    # Real robot: the safety layer's counters and the gamepad's state (why an episode ended pad_lost).
+    "/robot/safety",
+    "/teleop/status",
 )
 CAMERA_TOPIC = "/camera/image_raw"
 

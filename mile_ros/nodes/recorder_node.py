@@ -2,7 +2,8 @@
 
 ``/recorder/start`` opens ``bag_path`` (or a new folder under ``output_dir``) with the metadata in
 ``episode_info`` (JSON; the session manager sets both parameters before calling); ``/recorder/stop``
-closes it, adding steps, interventions and success, and answers with those as JSON.
+closes it, adding steps, interventions, success, ``end_reason`` and ``discarded`` (the operator's discard
+button: the bag stays on disk, the dataset builder leaves it out), and answers with those as JSON.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from std_srvs.srv import Trigger
 
 from mile_ros.graph.bag_episode import EpisodeBagWriter
 from mile_ros.graph.episode_stats import EpisodeStats
-from mile_ros.graph.topics import CAMERA_TOPIC, RECORDED_TOPICS, TOPICS
+from mile_ros.graph.topics import CAMERA_TOPIC, END_DISCARD, RECORDED_TOPICS, TOPICS
 from mile_ros.nodes.common import Param, declare_parameters, monotonic, stamp_ns, subscription
 
 STEP_TOPICS = (
@@ -68,6 +69,9 @@ class RecorderNode(Node):
         self.info: dict = {}
         self.stats = EpisodeStats()
         self.received = dict.fromkeys(self.topics, 0)
+        # Latched topics (the gamepad's status) change rarely: the latest one opens every bag, so a
+        # bag says whether the pad was there even if it never changed during the episode.
+        self.latched: dict[str, bytes] = {}
         for topic in self.topics:
             subscription(
                 self,
@@ -81,6 +85,8 @@ class RecorderNode(Node):
 
     def on_message(self, topic: str, data: bytes) -> None:
         self.received[topic] += 1
+        if TOPICS[topic].qos == "latched":
+            self.latched[topic] = bytes(data)
         if self.writer is None:
             return
         self.writer.write(topic, data, self.get_clock().now().nanoseconds)
@@ -113,6 +119,9 @@ class RecorderNode(Node):
             response.success, response.message = False, f"cannot start recording: {exc}"
             return response
         self.info, self.stats, self.stop_requested = info, EpisodeStats(), None
+        now = self.get_clock().now().nanoseconds
+        for topic, data in self.latched.items():
+            self.writer.write(topic, data, now)
         response.success, response.message = True, str(path)
         return response
 
@@ -127,6 +136,8 @@ class RecorderNode(Node):
         if not self.stats.complete() and now - self.stop_requested < self.drain_s:
             response.success, response.message = False, "draining: waiting for the episode's last messages"
             return response
+        if self.stats.end_reason == END_DISCARD:
+            self.get_logger().info(f"{self.writer.path}: discarded by the operator (kept, left out of training)")
         if not self.stats.complete():
             self.get_logger().warn(f"closing {self.writer.path} before every step arrived: {self.stats.as_dict()}")
         result = {**self.info, **self.stats.as_dict(), "bag": str(self.writer.path)}

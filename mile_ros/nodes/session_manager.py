@@ -33,6 +33,11 @@ PARAMETERS = (
     Param("eval_episodes", 1, "episodes of the policy alone before the first and after each update", (0, 10000)),
     Param("seed", 0, "base seed of the episodes", (0, 2**30)),
     Param("initial_checkpoint", "", "the policy of iteration 0"),
+    Param(
+        "bridge_node",
+        "metaworld_bridge",
+        "node that runs the episodes and takes the per-episode 'seed' (metaworld_bridge or widowx_driver)",
+    ),
     Param("use_simulated_human", True, "drive the simulated_human node's enable/reset services"),
     Param(
         "episode_timeout_s",
@@ -79,7 +84,8 @@ class SessionManager(Node):
         }
         self.srv_clients["/sim/set_running"] = self.create_client(SetBool, "/sim/set_running")
         self.srv_clients["/simulated_human/enable"] = self.create_client(SetBool, "/simulated_human/enable")
-        self.params_of = {n: AsyncParameterClient(self, n) for n in ("recorder_node", "metaworld_bridge")}
+        self.bridge = self.p["bridge_node"]
+        self.params_of = {n: AsyncParameterClient(self, n) for n in ("recorder_node", self.bridge)}
 
     # ---- callbacks (executor thread) ---------------------------------------------------------
 
@@ -155,7 +161,7 @@ class SessionManager(Node):
             "run_dir": str(self.run_dir),
         }
         self.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps(info)})
-        self.set_params("metaworld_bridge", {"seed": int(task.seed)})
+        self.set_params(self.bridge, {"seed": int(task.seed)})
         if self.p["use_simulated_human"]:
             self.call("/simulated_human/enable", task.mode == "train")
             deadline = time.monotonic() + self.p["train_timeout_s"]
@@ -179,9 +185,14 @@ class SessionManager(Node):
         result = json.loads(self.stop_recorder())
         result["wall_s"] = round(time.monotonic() - started, 2)
         self.state.record_episode(task, result)
+        outcome = "success" if result["success"] else "failure"
+        if result.get("end_reason") and result["end_reason"] not in ("success", "failure"):
+            outcome += f" ({result['end_reason']})"  # time_limit, pad_lost, discard
+        if result.get("discarded"):
+            outcome = "discarded by the operator (bag kept, not trained on)"
         self.progress(
             f"iteration {task.iteration} {task.mode} episode {task.index}: "
-            f"{'success' if result['success'] else 'failure'} after {result['steps']} steps, "
+            f"{outcome} after {result['steps']} steps, "
             f"{result['interventions']} interventions ({result['wall_s']:.1f} s)",
             episode=task.name,
             result=result,

@@ -26,18 +26,15 @@ import sys
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
 from mile_ros.graph.joy_mapping import JoyMappingError, load_joy_mapping
 from mile_ros.graph.topics import SOURCE_HOLD
-from mile_ros.nodes.common import Param, declare_parameters, publisher, qos, subscription, vector_msg
+from mile_ros.nodes.common import Param, declare_parameters, publisher, subscription, vector_msg
 from mile_ros.robot.arm import SafeArm
 from mile_ros.robot.backends import make_backend
 from mile_ros.robot.safety import SafetyConfig, SafetyLayer
-
-SAFETY_TOPIC = "/robot/safety"
 
 PARAMETERS = (
     Param("backend", "interbotix",
@@ -93,7 +90,7 @@ class WidowXDriver(Node):
             self.arm.home()
         self.pub_state = publisher(self, "/robot/state")
         self.pub_pose = publisher(self, "/robot/ee_pose")
-        self.pub_safety = self.create_publisher(JointState, SAFETY_TOPIC, qos("reliable"))
+        self.pub_safety = publisher(self, "/robot/safety")
         self.pub_success = publisher(self, "/robot/success")
         self.pub_end = publisher(self, "/sim/episode_end")
         self.max_steps = int(p["max_episode_steps"])
@@ -106,7 +103,7 @@ class WidowXDriver(Node):
         self.pad_connected: bool | None = None  # unknown until ps3_teleop reports (the joy node never does)
         self.waiting_for_pad = False
         if p["hold_without_pad"]:
-            self.create_subscription(String, "/teleop/status", self.on_pad_status, qos("latched"))
+            subscription(self, "/teleop/status", self.on_pad_status)
         self.create_service(Trigger, "/sim/reset", self.on_reset)
         self.create_service(SetBool, "/sim/set_running", self.on_set_running)
         self.create_service(Trigger, "/robot/home", self.on_home)
