@@ -60,6 +60,11 @@ def test_single_iteration_every_method_and_mile_improves(out):
     assert "6 already in" in again.stderr
     assert len(read(out / "single.csv")) == len(rows)  # resumed: nothing rerun, nothing duplicated
 
+    cmd = [sys.executable, "-m", "mile_ros.cli.main", "benchmark", "--experiment", "single", "--tasks", TASK]
+    cmd += ["--preset", "smoke", "--seeds", "0", "--episodes", "3", "--out", str(out)]
+    other = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "episodes 4 (now 3)" in other.stderr, other.stderr
+
 
 def test_iterative_and_prediction_experiments_run_and_resume_a_partial_plan(out):
     benchmark(

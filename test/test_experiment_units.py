@@ -61,9 +61,7 @@ def test_plans_give_demos_to_the_baselines_only_and_single_is_one_iteration():
     ]
     single = plan_cells(BenchmarkPlan("single", ["a"], ["mile"], [0], 20, 5))
     assert single[0].iterations == 1
-    assert [c.method for c in plan_cells(BenchmarkPlan("prediction", ["a"], ["iwr"], [0, 1], 3, 1))] == [
-        "mile"
-    ] * 2
+    assert [c.method for c in plan_cells(BenchmarkPlan("prediction", ["a"], ["iwr"], [0, 1], 3, 1))] == ["mile"] * 2
     with pytest.raises(ValueError, match="at least 2 iterations"):
         plan_cells(BenchmarkPlan("prediction", ["a"], ["mile"], [0], 1, 1))
     with pytest.raises(ValueError, match="unknown experiment"):
@@ -107,9 +105,7 @@ def test_csv_resume_keys_and_report(tmp_path):
     append_rows(path, _rows("mile", 1, [0.1, 0.3, 0.9]))
     append_rows(path, _rows("iwr", 0, [0.1, 0.2, 0.2]))
     done = completed_keys(path)
-    assert done == {
-        ("iterative", "drawer-open-v3", m, s, "0") for m, s in (("mile", "0"), ("mile", "1"), ("iwr", "0"))
-    }
+    assert done == {("iterative", "drawer-open-v3", m, s, "0") for m, s in (("mile", "0"), ("mile", "1"), ("iwr", "0"))}
     cell = Cell("iterative", "drawer-open-v3", "mile", 1, 2, 1)
     assert cell.key in done
     assert Cell("iterative", "drawer-open-v3", "mile", 2, 2, 1).key not in done
@@ -120,3 +116,14 @@ def test_csv_resume_keys_and_report(tmp_path):
     assert "| iwr | 0.20 (n=1) |" in summary
     assert (tmp_path / "iterative_success_vs_iteration.png").stat().st_size > 1000
     assert (tmp_path / "iterative_success_vs_intervened_steps.png").stat().st_size > 1000
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    from mile_ros.experiments.runner import check_settings
+
+    plan = BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, preset="quick")
+    check_settings(tmp_path, plan)
+    check_settings(tmp_path, plan)  # same settings: resuming is fine
+    with pytest.raises(ValueError, match=r"episodes 1 \(now 3\)"):
+        check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 3, preset="quick"))
+    check_settings(tmp_path, BenchmarkPlan("single", ["drawer-open-v3"], ["mile"], [0], 6, 3))  # another experiment

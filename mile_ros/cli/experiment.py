@@ -17,9 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Task x method x seed cells over a process pool; rerun with the same --out to resume",
     )
     p.add_argument("--experiment", required=True, choices=("single", "iterative", "demos", "prediction"))
-    p.add_argument(
-        "--tasks", nargs="+", default=list(DEFAULT_TASKS), help="Metaworld v3 names or LunarLander-v3"
-    )
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="Metaworld v3 names or LunarLander-v3")
     p.add_argument(
         "--methods",
         nargs="+",
@@ -30,23 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=20, help="iterations (single: always 1)")
     p.add_argument("--episodes", type=int, default=1, help="intervention episodes per iteration")
     p.add_argument("--demos", nargs="+", type=int, default=[0, 5, 10, 15], help="demos experiment: counts")
-    p.add_argument(
-        "--preset", default="quick", help="quick, smoke or paper (see mile_ros/experiments/presets.py)"
-    )
-    p.add_argument(
-        "--refit-mental", action="store_true", help="refit the human's mental model every iteration"
-    )
+    p.add_argument("--preset", default="quick", help="quick, smoke or paper (see mile_ros/experiments/presets.py)")
+    p.add_argument("--refit-mental", action="store_true", help="refit the human's mental model every iteration")
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")
-    p.add_argument(
-        "--report-only", action="store_true", help="only rewrite the summary and plots from the CSV"
-    )
+    p.add_argument("--report-only", action="store_true", help="only rewrite the summary and plots from the CSV")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mile_ros.baselines import METHODS
-    from mile_ros.experiments import BenchmarkPlan, get_preset, parse_method, run_benchmark, write_report
+    from mile_ros.experiments import BenchmarkPlan, get_preset, parse_method, plan_cells, run_benchmark, write_report
+    from mile_ros.experiments.runner import check_settings
     from mile_ros.sim import valid_tasks
 
     try:
@@ -79,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
             args.preset,
             args.refit_mental,
         )
+        try:
+            plan_cells(plan)
+            args.out.mkdir(parents=True, exist_ok=True)
+            check_settings(args.out, plan)
+        except ValueError as exc:  # a bad plan, or settings unlike the stored run's: nothing runs
+            print(f"mile-ros benchmark: {exc}", file=sys.stderr)
+            return 2
         csv_path = run_benchmark(plan, args.out, args.workers)
     if not csv_path.is_file():
         print(f"mile-ros benchmark: no results in {csv_path}", file=sys.stderr)

@@ -9,6 +9,7 @@ cells in flight, and a rerun with the same ``--out`` skips the cells already in 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import multiprocessing
 import sys
@@ -71,6 +72,32 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
                         )
                     )
     return cells
+
+
+def check_settings(out: Path, plan: BenchmarkPlan) -> None:
+    """Refuse to resume a CSV made with other settings (its cells would not be comparable).
+
+    The settings that change what a cell measures without being part of its key are stored in
+    ``OUT/<experiment>.settings.json`` by the first run.
+    """
+    path = Path(out) / f"{plan.experiment}.settings.json"
+    settings = {
+        "iterations": 1 if plan.experiment == "single" else plan.iterations,
+        "episodes": plan.episodes,
+        "preset": plan.preset,
+        "refit_mental": plan.refit_mental,
+    }
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        diff = [f"{k} {stored.get(k)!r} (now {v!r})" for k, v in settings.items() if stored.get(k) != v]
+        if diff:
+            raise ValueError(
+                f"{path.parent / (plan.experiment + '.csv')} was made with "
+                + ", ".join(diff)
+                + "; use another --out, or the same settings to resume"
+            )
+    else:
+        path.write_text(json.dumps(settings, indent=1))
 
 
 def completed_keys(csv_path: Path) -> set[tuple]:
@@ -141,6 +168,7 @@ def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO 
     cache = out / "cache"
     csv_path = out / f"{plan.experiment}.csv"
     cells = plan_cells(plan)
+    check_settings(out, plan)
     done = completed_keys(csv_path)
     todo = [c for c in cells if c.key not in done]
     print(f"{plan.experiment}: {len(cells)} cells, {len(cells) - len(todo)} already in {csv_path}", file=log)
