@@ -1,25 +1,28 @@
 """ament_python package definition for mile_ros (also installs with pip alone)."""
 
+import ast
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 PACKAGE = "mile_ros"
 
-# Nodes: one module each under mile_ros/nodes/, one console script each.
-NODES = [
-    "metaworld_bridge",
-    "policy_node",
-    "arbitration_node",
-    "simulated_human",
-    "recorder_node",
-    "trainer_node",
-    "session_manager",
-    "widowx_driver",
-    "webcam_node",
-    "r3m_encoder",
-    "ps3_teleop",
-]
+
+def node_names() -> list:
+    """Nodes: one module each under mile_ros/nodes/, one console script each. The list is
+    ``NODE_GROUPS`` in mile_ros/nodes/__init__.py, read as a literal: importing the package here
+    would need rclpy and torch at build time (colcon, pip)."""
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), PACKAGE, "nodes", "__init__.py")
+    with open(source, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), source)
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and any(getattr(t, "id", "") == "NODE_GROUPS" for t in stmt.targets):
+            return [name for group in ast.literal_eval(stmt.value).values() for name in group]
+    raise RuntimeError(f"{source} defines no NODE_GROUPS literal")
+
+
+NODES = node_names()
 
 ROS = [
     "ros-kilted-rclpy[fastrtps]",

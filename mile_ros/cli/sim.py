@@ -14,15 +14,9 @@ from pathlib import Path
 
 import yaml
 
+from mile_ros.nodes import NODE_GROUPS, SESSION_NODE
+
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "sim.yaml"
-NODES = (
-    "metaworld_bridge",
-    "policy_node",
-    "arbitration_node",
-    "simulated_human",
-    "recorder_node",
-    "trainer_node",
-)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -141,13 +135,13 @@ def run(args: argparse.Namespace) -> int:
     env.setdefault("ROS_DOMAIN_ID", str(random.Random().randint(30, 200)))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     files = [args.config.resolve(), params]
-    nodes = [NodeProcess(n, files) for n in NODES] + [NodeProcess("session_manager", files, echo=True)]
+    nodes = [NodeProcess(n, files) for n in NODE_GROUPS["sim"]] + [NodeProcess(SESSION_NODE, files, echo=True)]
     print(
         f"starting {len(nodes)} nodes (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {run_dir / 'logs'})",
         flush=True,
     )
     try:
-        code = run_graph(nodes, "session_manager", run_dir / "logs", env)
+        code = run_graph(nodes, SESSION_NODE, run_dir / "logs", env)
     except NodeFailedError as exc:
         print(f"\nstopped the graph: {exc}", file=sys.stderr)
         return 1
