@@ -1,7 +1,10 @@
 """policy_node: observation -> proposed action and predicted takeover probability; hot checkpoint swaps.
 
 Observation: ``state`` (the robot state vector, simulation) or ``r3m+ee`` (the R3M embedding joined
-with the latest end-effector position, real robot). Every output carries the observation's stamp.
+with the end-effector position nearest to its stamp, real robot; :mod:`mile_ros.graph.obs_join`: an
+embedding without a near pose, or stale against the newest pose, builds no observation and is logged,
+and a missing embedding stream is reported while poses keep coming). The last 3 observations are
+stacked by the policy. Every output carries the observation's stamp.
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from mile_ros.graph.obs_join import PoseJoiner
 from mile_ros.graph.policy_swap import SwappablePolicy
 from mile_ros.graph.topics import ACTION_NAMES
-from mile_ros.nodes.common import Param, declare_parameters, publisher, stamp_ns, subscription, vector_msg
+from mile_ros.nodes.common import (
+    Param,
+    declare_parameters,
+    monotonic,
+    publisher,
+    stamp_ns,
+    subscription,
+    vector_msg,
+)
 
 PARAMETERS = (
     Param("checkpoint", "", "MileCheckpoint to start with (path); later ones arrive on /mile/checkpoint"),
@@ -25,6 +37,18 @@ PARAMETERS = (
         "observation: 'state' (/robot/state) or 'r3m+ee' (/camera/embedding + /robot/ee_pose)",
     ),
     Param("deterministic", True, "act with the policy's mean (true) or sample from it (false)"),
+    Param(
+        "max_pose_skew_s",
+        0.1,
+        "r3m+ee: join an embedding only with an end-effector pose stamped this close to it, s",
+        (0.001, 10.0),
+    ),
+    Param(
+        "max_embedding_age_s",
+        0.5,
+        "r3m+ee: refuse an embedding stamped this much older than the newest pose (encoder behind), s",
+        (0.01, 60.0),
+    ),
 )
 
 
@@ -46,7 +70,8 @@ class PolicyNode(Node):
             raise ValueError(
                 f"obs_source {self.obs_source!r} but the checkpoint expects {self.policy.spec.obs_source!r}"
             )
-        self.ee: np.ndarray | None = None
+        self.joiner = PoseJoiner(p["max_pose_skew_s"], p["max_embedding_age_s"])
+        self.last_embedding_at = self.last_pose_at = None  # monotonic arrival times
         self.last_stamp: int | None = None
         self.cache: tuple = ()
         self.pub_obs = publisher(self, "/mile/observation")
@@ -58,6 +83,7 @@ class PolicyNode(Node):
         elif self.obs_source == "r3m+ee":
             subscription(self, "/camera/embedding", self.on_embedding)
             subscription(self, "/robot/ee_pose", self.on_ee_pose)
+            self.create_timer(1.0, self.check_embedding_stream)
         else:
             raise ValueError(f"obs_source must be 'state' or 'r3m+ee', got {self.obs_source!r}")
         subscription(self, "/mile/checkpoint", self.on_checkpoint)
@@ -69,13 +95,31 @@ class PolicyNode(Node):
 
     def on_ee_pose(self, msg) -> None:
         pos = msg.pose.position
-        self.ee = np.array([pos.x, pos.y, pos.z])
+        self.joiner.add_pose(stamp_ns(msg), (pos.x, pos.y, pos.z))
+        self.last_pose_at = monotonic()
 
     def on_embedding(self, msg) -> None:
-        if self.ee is None:
-            self.get_logger().warn("no end-effector pose yet; waiting", throttle_duration_sec=2.0)
+        self.last_embedding_at = monotonic()
+        stamp = stamp_ns(msg)
+        if stamp == self.last_stamp:  # a resend: the same answer (step() repeats it)
+            self.step(stamp, np.zeros(0))
             return
-        self.step(stamp_ns(msg), np.concatenate([np.asarray(msg.position, dtype=np.float64), self.ee]))
+        frame, why = self.joiner.join(stamp, msg.position)
+        if frame is None:
+            self.get_logger().error(f"embedding at {stamp} ns: no observation, no proposal: {why}",
+                                    throttle_duration_sec=1.0)
+            return
+        self.step(stamp, frame)
+
+    def check_embedding_stream(self) -> None:
+        """Poses keep coming but embeddings do not: say so (the arbitration watchdog holds the arm)."""
+        if self.last_pose_at is None:
+            return
+        since = monotonic() - (self.last_embedding_at or -1e9)
+        if since > self.joiner.max_age_ns / 1e9:
+            what = "no /camera/embedding yet" if self.last_embedding_at is None else (
+                f"no /camera/embedding for {since:.1f} s")
+            self.get_logger().error(f"{what}: no proposals (is r3m_encoder running?)", throttle_duration_sec=5.0)
 
     def step(self, stamp: int, frame: np.ndarray) -> None:
         if stamp == self.last_stamp:  # lockstep resend of the same observation: same answer
