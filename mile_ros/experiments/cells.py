@@ -19,7 +19,7 @@ import torch
 
 from mile_ros import baselines
 from mile_ros.baselines.bc_intervention import intervention_probability as classifier_probability
-from mile_ros.learning import InterventionDataset, MileCheckpoint, PolicyRunner, load_checkpoint
+from mile_ros.learning import InterventionDataset, MileCheckpoint, PolicyRunner
 from mile_ros.sim import evaluate, fit_mental_model, make_env
 from mile_ros.sim.rollout import Episode, run_episode
 
@@ -216,7 +216,3 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
             current = _train(cell.method, InterventionDataset.concatenate(parts), current, cell, preset, it, None)
     finally:
         env.close()
-
-
-def load_init(task: TaskSetup) -> MileCheckpoint:
-    return load_checkpoint(task.init_path)

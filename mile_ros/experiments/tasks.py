@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mile_ros.learning import InterventionDataset, MileCheckpoint, load_checkpoint
-from mile_ros.sim import SimulatedHuman, evaluate, load_preset, make_env, make_expert, make_initial_policy
+from mile_ros.sim import SimulatedHuman, evaluate, make_env, make_expert, make_initial_policy
 from mile_ros.sim.human import make_simulated_human
 from mile_ros.sim.rollout import episodes_to_dataset, run_episode
 
@@ -153,13 +153,3 @@ def expert_demos(task: str, count: int, env: Any) -> InterventionDataset | None:
     actor = ExpertActor(make_expert(task, env))
     episodes = [run_episode(env, actor, DEMO_SEED + i) for i in range(count)]
     return episodes_to_dataset(episodes)
-
-
-def preset_task_info(task: str) -> dict[str, Any]:
-    """The sim preset's numbers worth reporting beside results."""
-    p = load_preset(task)
-    return {
-        "preset_cost": p["cost"],
-        "preset_sigma": p["sigma"],
-        "target_rate": p["target_intervention_rate"],
-    }
