@@ -143,7 +143,7 @@ def _prediction_summary(rows) -> list[str]:
             lines.append(f"| {p} | " + " | ".join(_cell([r[m] for r in sel], 3) for m in metrics) + " |")
         n_steps = sum(r["steps"] for r in rows if r["task"] == t and r["predictor"] == "majority")
         n_int = sum(r["interventions"] for r in rows if r["task"] == t and r["predictor"] == "majority")
-        lines += ["", f"{n_steps} held-out steps, {n_int} of them intervened.", ""]
+        lines += ["", f"{int(n_steps)} held-out steps, {int(n_int)} of them intervened.", ""]
     return lines
 
 
