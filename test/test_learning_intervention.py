@@ -215,3 +215,32 @@ def test_exact_losses_are_the_records_negative_log_likelihood():
     label = torch.where(flag, human, torch.full_like(human, 3))
     nll = -classes.gather(1, label.unsqueeze(1)).mean()
     assert float(losses.intervention + losses.policy) == pytest.approx(float(nll), rel=1e-5)
+
+
+def test_log_ndtr_is_accurate_with_finite_gradients_far_in_the_tail():
+    from mile_ros.learning.intervention import log_ndtr
+
+    z = torch.cat([-torch.logspace(-2, 7, 2000, dtype=torch.float64), torch.linspace(0, 30, 50, dtype=torch.float64)])
+    z.requires_grad_(True)
+    value = log_ndtr(z)
+    value.sum().backward()
+    assert torch.isfinite(value).all() and torch.isfinite(z.grad).all()
+    # d/dz log Phi(z) = pdf/cdf, which tends to -z in the left tail
+    far = z.detach() < -100
+    torch.testing.assert_close(z.grad[far], -z.detach()[far], rtol=1e-3, atol=0)
+    moderate = (z.detach() > -20) & (z.detach() < 5)
+    torch.testing.assert_close(value[moderate], torch.special.log_ndtr(z.detach()[moderate]))
+
+
+def test_collapsed_policy_std_and_distant_human_actions_give_finite_gradients():
+    """A behaviour-cloned initial policy's std can collapse to the floor; the losses must stay trainable."""
+    spec, model = _model(False, cost=60.0, sigma=75.0)
+    with torch.no_grad():
+        for net in (model.policy, model.mental):
+            net.log_std_head.bias.fill_(-20.0)  # clamped to the floor
+    obs = torch.randn(128, spec.stacked_dim)
+    human = 20.0 * torch.randn(128, 3)  # thousands of stds away: z of order -1e5
+    losses = model.losses(obs, torch.ones(128, dtype=torch.bool), human)
+    losses.total.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert torch.isfinite(losses.total) and all(torch.isfinite(g).all() for g in grads)
