@@ -112,3 +112,10 @@ def test_calibrated_cost_hits_target_rate(discrete):
 def test_empty_dataset_is_refused(record):
     with pytest.raises(ValueError, match="empty"):
         fit_mile(record.select(np.zeros(len(record), bool)))
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_error(record):
+    from mile_ros.learning import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match="loss is"):  # an absurd step size overflows the weights
+        fit_mile(record, MileConfig(**{**QUICK, "epochs": 3, "lr": 1e30}))

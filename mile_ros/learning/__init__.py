@@ -14,7 +14,7 @@ from .intervention import (
     chi2_probit_expectation,
     gaussian_spread,
 )
-from .loop import LoopConfig, LoopResult, train_loop
+from .loop import LoopConfig, LoopResult, TrainingDivergedError, train_loop
 from .model import MileLosses, MileModel
 from .networks import CategoricalMLP, GaussianMLP, Normalizer, PolicyNet, build_policy
 from .runner import FrameStacker, PolicyRunner
@@ -44,6 +44,7 @@ __all__ = [
     "PolicyNet",
     "PolicyRunner",
     "Spec",
+    "TrainingDivergedError",
     "build_model",
     "build_policy",
     "calibrate_cost",

@@ -11,7 +11,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["LoopConfig", "LoopResult", "train_loop"]
+__all__ = ["LoopConfig", "LoopResult", "TrainingDivergedError", "train_loop"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A minibatch loss was NaN or infinite: the update stops instead of writing broken weights."""
 
 
 @dataclass
@@ -66,6 +70,8 @@ def train_loop(
         for start in range(0, n_rows, config.batch_size):
             out = batch_loss(perm[start : start + config.batch_size])
             loss = out[0] if isinstance(out, tuple) else out
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(f"{desc}: the loss is {float(loss)} at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
