@@ -27,7 +27,7 @@ from mile_ros.nodes.common import Param, call_service, declare_parameters, publi
 
 PARAMETERS = (
     Param("run_dir", "run", "the session's folder: bags, checkpoints, metrics; an existing one is resumed"),
-    Param("task", "drawer-open-v3", "Metaworld v3 task name (recorded with the session)"),
+    Param("task", "drawer-open-v3", "task name recorded with the session (simulation: the Metaworld v3 task)"),
     Param("iterations", 5, "MILE updates (each after the iteration's intervention episodes)", (1, 10000)),
     Param("episodes", 1, "intervention episodes per iteration", (1, 10000)),
     Param("eval_episodes", 1, "episodes of the policy alone before the first and after each update", (0, 10000)),
