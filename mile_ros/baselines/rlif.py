@@ -209,7 +209,7 @@ def _train_sac(
         "backbone": "sac-rlpd",
         "final_critic_loss": float(np.mean(critic_losses[-50:])) if critic_losses else None,
         "final_actor_loss": float(np.mean(actor_losses[-50:])) if actor_losses else None,
-        "temperature": float(log_alpha.exp()),
+        "temperature": log_alpha.exp().item(),
     }
     return actor, info
 
