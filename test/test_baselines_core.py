@@ -42,13 +42,9 @@ def make_init(spec: Spec, data: InterventionDataset, seed: int = 0) -> MileCheck
 
 def fast_config(method: str, discrete: bool):
     if method == "rlif":
-        return default_config(
-            "rlif", "LunarLander-v3" if discrete else "drawer-open-v3", actor_updates=60, n_critics=4
-        )
+        return default_config("rlif", "LunarLander-v3" if discrete else "drawer-open-v3", actor_updates=60, n_critics=4)
     if method == "mile":
-        return default_config(
-            "mile", "drawer-open-v3", epochs=150, lr=3e-3, cost=0.5, sigma=1.0, patience=None
-        )
+        return default_config("mile", "drawer-open-v3", epochs=150, lr=3e-3, cost=0.5, sigma=1.0, patience=None)
     return default_config(method, "drawer-open-v3", epochs=150, lr=3e-3, patience=None)
 
 
@@ -69,9 +65,7 @@ def test_every_method_starts_from_a_clone_and_learns_the_human_action(method, di
         if discrete:
             p_before = init.policy(takeover).exp()[:, 2].mean()
             p_after = loaded.policy(takeover).exp()[:, 2].mean()
-            assert p_after > p_before, (
-                f"{method}: P(human action) did not rise ({p_before:.3f} -> {p_after:.3f})"
-            )
+            assert p_after > p_before, f"{method}: P(human action) did not rise ({p_before:.3f} -> {p_after:.3f})"
         elif method != "rlif":  # RL has no target action; see the RLIF tests
             target = torch.tensor([0.8, -0.6])
             err_before = (init.policy(takeover)[0] - target).norm(dim=-1).mean()

@@ -78,9 +78,7 @@ def intervention_probability(checkpoint: MileCheckpoint, stacked_obs: np.ndarray
     """``P(I=1|s)`` from a BC-intervention checkpoint's classifier head."""
     state = checkpoint.meta.get(CLASSIFIER_KEY)
     if state is None:
-        raise ValueError(
-            "this checkpoint has no intervention classifier (it was not trained by bc_intervention)"
-        )
+        raise ValueError("this checkpoint has no intervention classifier (it was not trained by bc_intervention)")
     policy: PolicyNet = checkpoint.policy.eval()
     head = nn.Linear(policy.feature_dim, 1)
     head.load_state_dict(state)

@@ -99,12 +99,8 @@ def intervention_transitions(dataset: InterventionDataset, demo: bool = False) -
 class _Sampler:
     """Batches half from the demos, half from the record (RLPD); all from the record without demos."""
 
-    def __init__(
-        self, record: Transitions, prior: Transitions | None, discrete: bool, gen: torch.Generator
-    ) -> None:
-        self.parts = [self._tensors(record, discrete)] + (
-            [self._tensors(prior, discrete)] if prior is not None else []
-        )
+    def __init__(self, record: Transitions, prior: Transitions | None, discrete: bool, gen: torch.Generator) -> None:
+        self.parts = [self._tensors(record, discrete)] + ([self._tensors(prior, discrete)] if prior is not None else [])
         self.gen = gen
 
     @staticmethod
@@ -130,9 +126,7 @@ class _Sampler:
 class _CriticEnsemble(nn.Module):
     """``n`` Q-networks with layer norm (RLPD), evaluated together: output ``(n, batch)``."""
 
-    def __init__(
-        self, normalizer: Normalizer, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int
-    ) -> None:
+    def __init__(self, normalizer: Normalizer, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int) -> None:
         super().__init__()
         self.normalizer = copy.deepcopy(normalizer)
         self.normalizer.requires_grad_(False)
@@ -159,9 +153,7 @@ def _train_sac(
     torch.manual_seed(cfg.seed)
     actor: GaussianMLP = clone_policy(init)  # type: ignore[assignment]
     spec = init.spec
-    critic = _CriticEnsemble(
-        actor.normalizer, spec.stacked_dim, spec.act_dim, cfg.critic_hidden, cfg.n_critics
-    )
+    critic = _CriticEnsemble(actor.normalizer, spec.stacked_dim, spec.act_dim, cfg.critic_hidden, cfg.n_critics)
     target = copy.deepcopy(critic).requires_grad_(False)
     log_alpha = torch.tensor(float(np.log(cfg.init_temperature)), requires_grad=True)
     target_entropy = -float(spec.act_dim)

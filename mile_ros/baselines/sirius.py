@@ -47,9 +47,7 @@ def action_modes(dataset: InterventionDataset, window: int) -> np.ndarray:
     starts = np.flatnonzero(flag & (~np.r_[False, flag[:-1]] | new_episode))
     for s in starts:
         lo = s
-        while (
-            lo > 0 and s - lo < window and dataset.episode[lo - 1] == dataset.episode[s] and not flag[lo - 1]
-        ):
+        while lo > 0 and s - lo < window and dataset.episode[lo - 1] == dataset.episode[s] and not flag[lo - 1]:
             lo -= 1
         mode[lo:s] = PRE_INTERVENTION
     return mode
