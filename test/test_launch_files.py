@@ -26,10 +26,10 @@ def launch_nodes(path: Path) -> dict[str, set[str]]:
 
 
 def test_sim_launch_starts_the_same_nodes_as_mile_ros_sim():
-    from mile_ros.cli.sim import NODES
+    from mile_ros.nodes import NODE_GROUPS
 
     per_node = launch_nodes(ROOT / "launch" / "sim.launch.py")
-    assert set(per_node) == {*NODES, "session_manager"}
+    assert set(per_node) == {*NODE_GROUPS["sim"], *NODE_GROUPS["session"]}
     for node, names in per_node.items():
         assert names <= node_params(node), (
             f"sim.launch.py sets unknown parameters of {node}: {names - node_params(node)}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import re
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
-# Parameters the launch file sets ahead of the node declaring them (undeclared ones are ignored by
-# rclpy); reported to the node's owner.
-PENDING = {("session_manager", "bridge_node")}
+# Parameters the launch file may set ahead of the node declaring them (undeclared ones are ignored by
+# rclpy): none now.
+PENDING: set[tuple[str, str]] = set()
 
 
 def declared(node: str) -> set[str]:
@@ -27,9 +26,10 @@ def declared(node: str) -> set[str]:
 
 
 def setup_nodes() -> set[str]:
-    text = (ROOT / "setup.py").read_text()
-    block = re.search(r"NODES = \[(.*?)\]", text, re.S).group(1)
-    return set(re.findall(r'"(\w+)"', block))
+    """The nodes the installed package has console scripts for (what ``ros2 run`` finds)."""
+    from importlib.metadata import entry_points
+
+    return {e.name for e in entry_points(group="console_scripts") if e.value.startswith("mile_ros.nodes.")}
 
 
 def launch_nodes(path: Path) -> dict[str, set[str]]:

@@ -26,6 +26,9 @@ def add_to(benches: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--rate", type=float, default=20.0, help="control rate of the loop part, Hz (default 20)")
     p.add_argument("--no-render", action="store_true", help="loop part without camera rendering")
+    p.add_argument(
+        "--arbitration-nice", type=int, default=-10, help="loop part: arbitration's niceness as in config/ (-10)"
+    )
     p.add_argument("--image-rate", type=float, default=30.0, help="recorder part: image rate, Hz (default 30)")
     p.set_defaults(func=run)
 
@@ -75,7 +78,7 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
             work,
         ),
         NodeProcess("policy_node", domain, {"checkpoint": str(ckpt)}, work),
-        NodeProcess("arbitration_node", domain, {"wait_for_teleop": False}, work),
+        NodeProcess("arbitration_node", domain, {"wait_for_teleop": False, "nice": args.arbitration_nice}, work),
         NodeProcess("simulated_human", domain, {"checkpoint": str(ckpt), "mental_rollouts": 2}, work),
         NodeProcess("recorder_node", domain, {"output_dir": str(work), "record_camera": render}, work),
     ]

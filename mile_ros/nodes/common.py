@@ -43,33 +43,27 @@ def qos(kind_or_topic: str, depth: int | None = None) -> QoSProfile:
     that falls behind for a moment must not lose reliable messages from a full queue.
     """
     kind = TOPICS[kind_or_topic].qos if kind_or_topic.startswith("/") else kind_or_topic
-    if depth is not None:
-        base = qos(kind)
-        return QoSProfile(
-            depth=depth,
-            reliability=base.reliability,
-            history=HistoryPolicy.KEEP_LAST,
-            durability=base.durability,
-        )
     if kind == "sensor":
-        return qos_profile_sensor_data
-    if kind == "reliable":
-        return QoSProfile(
-            depth=10,
+        base = qos_profile_sensor_data
+    elif kind in _RELIABLE:  # reliable: the last 10 for late joiners' sake; latched: the last 1, kept
+        base = QoSProfile(
+            depth=_RELIABLE[kind][0],
             reliability=ReliabilityPolicy.RELIABLE,
             history=HistoryPolicy.KEEP_LAST,
-            durability=DurabilityPolicy.VOLATILE,
+            durability=_RELIABLE[kind][1],
         )
-    if kind == "latched":
-        return QoSProfile(
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            history=HistoryPolicy.KEEP_LAST,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
-    if kind == "clock":  # what rclpy's TimeSource subscribes with
-        return QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
-    raise ValueError(f"unknown QoS class {kind!r}")
+    elif kind == "clock":  # what rclpy's TimeSource subscribes with
+        base = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+    else:
+        raise ValueError(f"unknown QoS class {kind!r}")
+    if depth is None:
+        return base
+    return QoSProfile(
+        depth=depth, reliability=base.reliability, history=HistoryPolicy.KEEP_LAST, durability=base.durability
+    )
+
+
+_RELIABLE = {"reliable": (10, DurabilityPolicy.VOLATILE), "latched": (1, DurabilityPolicy.TRANSIENT_LOCAL)}
 
 
 def publisher(node: Node, topic: str):
@@ -132,7 +126,7 @@ def vector_msg(
     msg.header.stamp = to_time(stamp)
     msg.header.frame_id = frame_id
     msg.name = list(names)
-    msg.position = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    msg.position = np.asarray(values, dtype=np.float64).reshape(-1).tolist()
     return msg
 
 
@@ -149,13 +143,25 @@ def call_service(node: Node, client, request, timeout: float) -> Any:
     return future.result()
 
 
-def run_node(factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1) -> int:
-    """Init rclpy, spin the node until shutdown or Ctrl-C, and return an exit code (1 on error)."""
+def run_node(
+    factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1, freeze_gc: bool = False
+) -> int:
+    """Init rclpy, spin the node until shutdown or Ctrl-C, and return an exit code (1 on error).
+
+    ``freeze_gc``: for nodes on the latency-critical path. Everything built before spinning (imported
+    modules, the node) lives as long as the process; frozen, the collector stops rescanning it, and
+    its full collections, which land on whichever message is being handled, get short.
+    """
     rclpy.init(args=args)
     node = None
     code = 0
     try:
         node = factory()
+        if freeze_gc:
+            import gc
+
+            gc.collect()
+            gc.freeze()
         if threads > 1:
             from rclpy.executors import MultiThreadedExecutor
 
