@@ -195,7 +195,7 @@ def test_webcam_node_publishes_video_file(tmp_path):
         node.destroy_node()
         context.try_shutdown()
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.communicate(timeout=20)  # drains the pipe, or a chatty node blocks on exit
 
 
 
@@ -247,4 +247,4 @@ def test_webcam_node_reports_loss_and_recovery(tmp_path):
         node.destroy_node()
         context.try_shutdown()
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.communicate(timeout=20)  # drains the pipe, or a chatty node blocks on exit

@@ -105,7 +105,7 @@ def driver():
         node.destroy_node()
         context.try_shutdown()
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.communicate(timeout=20)  # drains the pipe, or a chatty node blocks on exit
 
 
 def test_driver_over_dds(driver):

@@ -114,6 +114,6 @@ def test_takeover_moves_the_arm_through_the_whole_graph(tmp_path):
         for proc in procs.values():
             proc.terminate()
         for proc in procs.values():
-            proc.wait(timeout=30)
+            proc.communicate(timeout=30)  # drains the pipe, or a chatty node blocks on exit
         node.destroy_node()
         context.try_shutdown()

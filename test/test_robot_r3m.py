@@ -224,7 +224,7 @@ def test_encoder_node_over_dds(checkpoint):
         node.destroy_node()
         context.try_shutdown()
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)  # drains the pipe, or a chatty node blocks on exit
 
 
 def test_node_refuses_to_start_without_checkpoint(tmp_path):
