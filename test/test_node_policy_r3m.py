@@ -14,7 +14,7 @@ pytest.importorskip("rclpy")
 
 from geometry_msgs.msg import PoseStamped
 
-from mile_ros.learning import FrameStacker, MileCheckpoint, Spec, build_policy, load_checkpoint
+from mile_ros.learning import MileCheckpoint, PolicyRunner, Spec, build_policy, load_checkpoint
 from mile_ros.nodes.common import stamp_ns, to_time, vector_msg
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 
@@ -33,16 +33,9 @@ def pose(stamp: int, xyz) -> PoseStamped:
 
 
 def expected_actions(path, frames) -> np.ndarray:
-    import torch
-
-    ck = load_checkpoint(path)
-    stacker = FrameStacker(EMB + 3, 3)
-    out = []
-    for f in frames:
-        obs = torch.from_numpy(stacker.push(f)).unsqueeze(0)
-        with torch.no_grad():
-            out.append(np.clip(ck.policy.act(obs, True)[0].numpy(), -1, 1))
-    return np.array(out)
+    """The checkpoint run offline, one frame at a time, on exactly these frames (3 previous stacked)."""
+    runner = PolicyRunner(load_checkpoint(path), deterministic=True)
+    return np.array([runner.act(f) for f in frames])
 
 
 def test_r3m_observation_joined_by_stamp_and_refused_when_stale(tmp_path):
