@@ -58,7 +58,11 @@ def test_r3m_observation_joined_by_stamp_and_refused_when_stale(tmp_path):
     def proposals(stamp: int) -> list:
         return [m for m in probe.messages("/mile/proposed_action") if stamp_ns(m) == stamp]
 
-    def send_until(publish, done, what: str, timeout: float = 60.0) -> None:
+    def logged(text: str, since: int) -> bool:
+        """``text`` in the node's log after position ``since`` (a line of an earlier phase must not count)."""
+        return text in node.output()[since:]
+
+    def send_until(publish, done, what: str, timeout: float = 90.0) -> None:
         """Best-effort topics: publish again until ``done()`` (or fail naming ``what``)."""
         deadline = time.monotonic() + timeout
         while not done():
@@ -110,7 +114,8 @@ def test_r3m_observation_joined_by_stamp_and_refused_when_stale(tmp_path):
             probe.publish("/robot/ee_pose", pose(late, positions[7]))
             probe.publish("/camera/embedding", stale)
 
-        send_until(stale_again, lambda: "stale embedding" in node.output(), "the stale embedding's log line")
+        mark = len(node.output())
+        send_until(stale_again, lambda: logged("stale embedding", mark), "the stale embedding's log line")
         # No near pose: poses 200 ms apart, the embedding half-way between them.
         gap_a, gap_b = late + 100 * PERIOD, late + 104 * PERIOD
         lonely_stamp = late + 102 * PERIOD
@@ -121,7 +126,8 @@ def test_r3m_observation_joined_by_stamp_and_refused_when_stale(tmp_path):
             probe.publish("/robot/ee_pose", pose(gap_b, positions[7]))
             probe.publish("/camera/embedding", lonely)
 
-        send_until(gap, lambda: "no end-effector pose within 30 ms" in node.output(), "the unmatched embedding's log")
+        mark = len(node.output())
+        send_until(gap, lambda: logged("no end-effector pose within 30 ms", mark), "the unmatched embedding's log")
         # Poses keep coming, embeddings do not: reported.
         t = gap_b
         def poses_only():
@@ -129,7 +135,8 @@ def test_r3m_observation_joined_by_stamp_and_refused_when_stale(tmp_path):
             t += PERIOD
             probe.publish("/robot/ee_pose", pose(t, positions[5]))
 
-        send_until(poses_only, lambda: "no /camera/embedding for" in node.output(), "the missing-stream log")
+        mark = len(node.output())
+        send_until(poses_only, lambda: logged("no /camera/embedding for", mark), "the missing-stream log")
         assert not proposals(stale_stamp) and not proposals(lonely_stamp), "a proposal from mismatched data"
         assert stale_stamp not in {stamp_ns(m) for m in probe.messages("/mile/observation")}
 
