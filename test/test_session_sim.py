@@ -108,7 +108,7 @@ def test_session_records_trains_reloads_and_keeps_every_step(tmp_path):
         probe.close()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "iteration 0: success rate" in out and "intervention rate" in out
+    assert "iteration 0: policy-alone success rate" in out and "intervention rate" in out
     # The run directory: bags, checkpoints, metrics, plot.
     bags = find_bags(run / "bags")
     assert [b.relative_to(run / "bags").as_posix() for b in bags] == [

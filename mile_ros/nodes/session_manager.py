@@ -215,10 +215,14 @@ class SessionManager(Node):
         self.wait_active(res["checkpoint"], self.p["service_timeout_s"])
         rows = write_metrics(self.state, plot=False)
         row = next((r for r in rows if r["iteration"] == iteration - 1), None)
-        rate = f"{row['train_success_rate']:.2f}" if row and row["train_success_rate"] is not None else "-"
-        irate = f"{row['intervention_rate']:.3f}" if row and row["intervention_rate"] is not None else "-"
+
+        def fmt(key: str, digits: int) -> str:
+            return f"{row[key]:.{digits}f}" if row and row.get(key) is not None else "-"
+
         self.progress(
-            f"iteration {iteration - 1}: success rate {rate}, intervention rate {irate}; "
+            f"iteration {iteration - 1}: policy-alone success rate {fmt('eval_success_rate', 2)}, "
+            f"intervention episodes' success rate {fmt('train_success_rate', 2)}, "
+            f"intervention rate {fmt('intervention_rate', 3)}; "
             f"update {iteration} on {res['rows']} steps -> {res['checkpoint']} ({res['seconds']} s)",
             update=res,
         )
