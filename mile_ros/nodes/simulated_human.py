@@ -32,6 +32,12 @@ PARAMETERS = (
         "calibrate the human's cost to this rate on those rollouts",
         (0.01, 0.99),
     ),
+    Param(
+        "min_takeover_steps",
+        0,
+        "keep each takeover for at least this many steps, as a person holding the button would (0: the preset's)",
+        (0, 1000),
+    ),
     Param("refit_on_new_policy", True, "refit the mental model when the policy node reports a new checkpoint"),
     Param("seed", 0, "seed of the human's randomness", (0, 2**31 - 1)),
     Param("enabled", True, "intervene at all (false: publish an untouched gamepad, for evaluation)"),
@@ -73,6 +79,9 @@ class SimulatedHumanNode(Node):
 
         self.busy = checkpoint
 
+        hold = int(self.params["min_takeover_steps"])
+        overrides = {"min_takeover_steps": hold} if hold else {}  # 0: the task preset's value
+
         def work() -> None:
             try:
                 human, fit = make_simulated_human(
@@ -82,6 +91,7 @@ class SimulatedHumanNode(Node):
                     seed=int(self.params["seed"]),
                     rollouts=int(self.params["mental_rollouts"]),
                     target_rate=float(self.params["target_intervention_rate"]),
+                    **overrides,
                 )
             except Exception as exc:
                 self.get_logger().error(f"could not fit the mental model on {checkpoint}: {exc}")
