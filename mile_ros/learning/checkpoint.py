@@ -71,31 +71,20 @@ class MileCheckpoint:
             dict(meta or {}),
         )
 
-    def to_model(self, learn_cost: bool = False, learn_sigma: bool = False) -> MileModel:
-        """A trainable MileModel initialised from this checkpoint (mental model = policy if absent)."""
-        mental = self.mental
-        if mental is None:
-            mental = build_policy(self.spec.stacked_dim, self.spec.act_dim, self.spec.discrete, self.policy.hidden)
-            mental.load_state_dict(self.policy.state_dict())
-        return MileModel(
-            self.policy,
-            mental,
-            self.cost if self.cost > 0 else 1.0,
-            self.sigma,
-            learn_cost,
-            learn_sigma,
-            self.discrete_form,
-            self.continuous_form,
-            self.quadrature_nodes,
-        )
-
     def intervention_model(self) -> MileModel | None:
         """The fitted intervention model (for predicted takeover probability), if the checkpoint has one."""
         if self.mental is None:
             return None
-        model = self.to_model()
-        model.eval()
-        return model
+        model = MileModel(
+            self.policy,
+            self.mental,
+            self.cost,
+            self.sigma,
+            discrete_form=self.discrete_form,
+            continuous_form=self.continuous_form,
+            quadrature_nodes=self.quadrature_nodes,
+        )
+        return model.eval()
 
     def to_dict(self) -> dict[str, Any]:
         return {
