@@ -33,6 +33,8 @@ def test_mile_recovers_the_model_that_made_the_data(discrete, true_cost):
         sigma=1.0,
         learn_cost=True,
         lambda_mental=1.0,  # without the anchor the cost is not identifiable (docs/mile-model-notes.md)
+        select_best=True,  # 40 episodes: enough to hold 8 out and select by their NLL
+        val_fraction=0.2,
         patience=20,
         seed=0,
     )

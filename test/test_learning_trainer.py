@@ -16,7 +16,7 @@ from mile_ros.learning import (
 )
 from mile_ros.learning.synthetic import make_ground_truth, sample_record
 
-QUICK = dict(hidden=(32, 32), lr=1e-3, batch_size=256, epochs=6, cost=1.0, sigma=1.0, patience=None)
+QUICK = dict(hidden=(32, 32), lr=1e-3, batch_size=256, epochs=6, cost=1.0, sigma=1.0, patience=None, val_fraction=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,23 @@ def test_same_seed_same_model(record):
     assert not torch.equal(a.model.policy.mean_head.weight, c.model.policy.mean_head.weight)
 
 
+def test_default_keeps_last_epoch_and_records_held_out_loss(record):
+    cfg = MileConfig(**{**QUICK, "epochs": 5}, seed=0)
+    result = fit_mile(record, cfg)
+    assert len(result.loop.history) == 5 and result.loop.best_epoch == 4
+    assert all(np.isfinite(row["val_loss"]) for row in result.loop.history)
+    # the weights in hand are the last epoch's: the model scores exactly that epoch's held-out loss
+    _, val = record.split_by_episode(cfg.val_fraction, cfg.seed)
+    obs = torch.from_numpy(val.stacked_observations())
+    human = torch.from_numpy(np.nan_to_num(val.human_action)).float()
+    with torch.no_grad():
+        loss = float(result.model.losses(obs, torch.from_numpy(val.intervention), human).total)
+    assert loss == pytest.approx(result.loop.history[-1]["val_loss"], rel=1e-5)
+    assert result.loop.best_val == pytest.approx(result.loop.history[-1]["val_loss"])
+
+
 def test_model_selection_keeps_best_held_out_epoch(record):
-    result = fit_mile(record, MileConfig(**{**QUICK, "epochs": 12}, seed=0))
+    result = fit_mile(record, MileConfig(**{**QUICK, "epochs": 12}, select_best=True, seed=0))
     vals = [row["val_loss"] for row in result.loop.history]
     assert result.loop.best_epoch == int(np.argmin(vals))
     assert result.val_rows > 0 and result.train_rows + result.val_rows == len(record)
@@ -46,7 +61,7 @@ def test_model_selection_keeps_best_held_out_epoch(record):
 
 
 def test_early_stopping_stops(record):
-    cfg = MileConfig(**{**QUICK, "epochs": 400, "patience": 3, "lr": 5e-2}, seed=0)
+    cfg = MileConfig(**{**QUICK, "epochs": 400, "patience": 3, "lr": 5e-2}, select_best=True, seed=0)
     result = fit_mile(record, cfg)
     assert result.loop.stopped_early and len(result.loop.history) < 400
 

@@ -35,6 +35,8 @@ class BaselineConfig(BCConfig):
     """Weighted-BC settings shared by the imitation baselines (a BCConfig plus bookkeeping)."""
 
     fit_normalizer: bool = False  # fine-tuning keeps the initial policy's input statistics
+    select_best: bool = False  # the paper's fixed epochs on all episodes (see MileConfig)
+    val_fraction: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def updated(self, **overrides: Any) -> BaselineConfig:

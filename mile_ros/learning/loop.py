@@ -26,7 +26,11 @@ class LoopConfig:
     batch_size: int = 1024
     epochs: int = 300
     weight_decay: float = 0.0
-    patience: int | None = 50  # epochs without held-out improvement before stopping; None: never
+    # Model selection: end at the epoch with the lowest held-out loss, stopping after ``patience``
+    # epochs without improvement (None: never). Off, the held-out loss is still recorded per epoch
+    # and the weights are the last epoch's.
+    select_best: bool = True
+    patience: int | None = 50
     seed: int = 0
     progress: bool = False
     grad_clip: float | None = 10.0
@@ -48,16 +52,25 @@ def train_loop(
     val_loss: Callable[[], float] | None = None,
     desc: str = "train",
     extra_params: Sequence[nn.Parameter] = (),
+    extra_lr: float | None = None,
 ) -> LoopResult:
     """Minimise ``batch_loss(indices)`` over shuffled minibatches of ``range(n_rows)``.
 
-    With ``val_loss`` the modules end at the epoch with the lowest held-out loss (model selection by
-    likelihood, never by rollouts) and training stops after ``patience`` epochs without improvement.
+    ``val_loss`` is recorded every epoch; with ``config.select_best`` the modules end at the epoch with
+    the lowest held-out loss (model selection by likelihood, never by rollouts) and training stops
+    after ``patience`` epochs without improvement. ``extra_params`` (e.g. MILE's cost and probit
+    scale) are trained at ``extra_lr`` (default: ``config.lr``) without weight decay.
     """
-    params = [p for m in modules for p in m.parameters() if p.requires_grad] + list(extra_params)
+    extra_ids = {id(p) for p in extra_params}
     seen: set[int] = set()
+    params = [p for m in modules for p in m.parameters() if p.requires_grad and id(p) not in extra_ids]
     params = [p for p in params if not (id(p) in seen or seen.add(id(p)))]
-    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    extras = [p for p in extra_params if p.requires_grad]
+    groups = [{"params": params}]
+    if extras:
+        groups.append({"params": extras, "lr": extra_lr or config.lr, "weight_decay": 0.0})
+    opt = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    params = params + extras
     gen = torch.Generator().manual_seed(config.seed)
     result = LoopResult()
     best_state = None
@@ -85,7 +98,9 @@ def train_loop(
                 m.eval()
             with torch.no_grad():
                 row["val_loss"] = float(val_loss())
-            if row["val_loss"] < result.best_val:
+            if not config.select_best:
+                result.best_val, result.best_epoch = row["val_loss"], epoch
+            elif row["val_loss"] < result.best_val:
                 result.best_val, result.best_epoch = row["val_loss"], epoch
                 best_state = [copy.deepcopy(m.state_dict()) for m in modules]
             elif config.patience is not None and epoch - result.best_epoch >= config.patience:
@@ -94,7 +109,7 @@ def train_loop(
                 break
         result.history.append(row)
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "epoch"})
-    if best_state is not None:
+    if best_state is not None and config.select_best:
         for m, s in zip(modules, best_state):
             m.load_state_dict(s)
     else:

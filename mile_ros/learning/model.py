@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .intervention import (
@@ -21,8 +20,11 @@ from .networks import PolicyNet
 __all__ = ["MileLosses", "MileModel"]
 
 
-def _softplus_inverse(x: float) -> float:
-    return x + math.log(-math.expm1(-x)) if x < 20 else x
+COST_FLOOR = 1e-6  # c = COST_FLOOR + exp(raw): log-scale steps, whatever the task's units
+
+
+def _raw_cost(cost: float) -> float:
+    return math.log(max(float(cost) - COST_FLOOR, COST_FLOOR))
 
 
 @dataclass
@@ -38,8 +40,9 @@ class MileLosses:
 class MileModel(nn.Module):
     """The two networks of MILE and the intervention model's parameters.
 
-    ``cost`` (``c >= 0``, through a softplus) and ``sigma`` (``> 0``, through an exp) are parameters
-    that the optimiser moves only when learned; fixed ones are buffers of the same names' raw values.
+    ``cost`` (``c >= 0``) and ``sigma`` (``> 0``) are stored as logarithms, so that a learned one moves
+    by the same relative step whether the task's value gap is in units or hundreds; they are
+    parameters only when learned, otherwise buffers of the same names.
     """
 
     def __init__(
@@ -62,8 +65,8 @@ class MileModel(nn.Module):
         self.policy = policy
         self.mental = mental
         self.discrete = policy.discrete
-        raw_cost = torch.tensor(_softplus_inverse(max(cost, 1e-6)))
-        raw_sigma = torch.tensor(math.log(sigma))
+        raw_cost = torch.tensor(_raw_cost(cost))
+        raw_sigma = torch.tensor(math.log(float(sigma)))
         if learn_cost:
             self.raw_cost = nn.Parameter(raw_cost)
         else:
@@ -80,7 +83,7 @@ class MileModel(nn.Module):
 
     @property
     def cost(self) -> Tensor:
-        return F.softplus(self.raw_cost)
+        return COST_FLOOR + self.raw_cost.exp()
 
     @property
     def sigma(self) -> Tensor:
@@ -94,7 +97,11 @@ class MileModel(nn.Module):
 
     @torch.no_grad()
     def set_cost(self, cost: float) -> None:
-        self.raw_cost.fill_(_softplus_inverse(max(float(cost), 1e-6)))
+        self.raw_cost.fill_(_raw_cost(cost))
+
+    def scalar_parameters(self) -> list[nn.Parameter]:
+        """The learned ones of cost and probit scale (empty when both are fixed)."""
+        return [p for p in (self.raw_cost, self.raw_sigma) if isinstance(p, nn.Parameter)]
 
     # ---- the model --------------------------------------------------------------------------
 
