@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export MUJOCO_GL=${MUJOCO_GL:-egl} MPLBACKEND=Agg
 if [ "$#" -eq 0 ]; then
-  set -- --task drawer-open-v3 --iterations 3 --episodes 1 --out runs/quickstart
+  set -- --task drawer-open-v3 --iterations 5 --episodes 1 --out runs/quickstart
 fi
 exec .venv/bin/mile-ros sim "$@"
