@@ -38,7 +38,7 @@ PRESETS: dict[str, ExperimentPreset] = {
         mental_rollouts=20,
         init_check_episodes=20,
         training={
-            "*": {"epochs": 200, "patience": 30, "lr": 1e-3},
+            "*": {"epochs": 200, "lr": 1e-3},
             "rlif": {"actor_updates": 300, "n_critics": 5},
         },
     ),
@@ -48,7 +48,7 @@ PRESETS: dict[str, ExperimentPreset] = {
         mental_rollouts=10,
         init_check_episodes=10,
         training={
-            "*": {"epochs": 100, "patience": 20, "lr": 1e-3},
+            "*": {"epochs": 100, "lr": 1e-3},
             "rlif": {"actor_updates": 100, "n_critics": 4},
         },
     ),

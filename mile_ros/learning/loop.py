@@ -1,4 +1,4 @@
-"""One minibatch training loop for every learner: seeded, with held-out model selection."""
+"""One minibatch training loop for every learner: seeded, held-out loss recorded, optional model selection."""
 
 from __future__ import annotations
 
