@@ -50,7 +50,15 @@ def start(run, init, domain):
         "--domain-id",
         str(domain),
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Started with SIGINT ignored, as a shell starts background jobs (and some CI runners): Ctrl-C
+    # handling must not depend on the disposition the command inherits.
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
 
 
 def wait_line(proc, needle: str, timeout: float = 240) -> str:

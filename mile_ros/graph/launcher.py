@@ -54,8 +54,21 @@ def start(node: NodeProcess, log_dir: Path, env: dict[str, str]) -> None:
     node._log_file = open(node.log, "ab")  # noqa: SIM115 (kept open for the process's life)
     out = subprocess.PIPE if node.echo else node._log_file
     node.proc = subprocess.Popen(
-        node.command(), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )  # our own Ctrl-C handling, not the terminal's
+        node.command(),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # our own Ctrl-C handling, not the terminal's
+    )
+
+
+def catch_sigint() -> None:
+    """Make SIGINT raise KeyboardInterrupt here even where it was inherited as ignored.
+
+    A shell starts background jobs (``cmd &``, CI runners, nohup) with SIGINT ignored, and Python then
+    installs no handler: ``kill -INT`` would be lost and the graph would not stop cleanly.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def stop_all(nodes: Sequence[NodeProcess], grace: float = 10.0) -> None:
@@ -80,6 +93,7 @@ def run_graph(nodes: Sequence[NodeProcess], main: str, log_dir: Path, env: dict[
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ if env is None else env)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    catch_sigint()
     try:
         for n in nodes:
             start(n, log_dir, env)

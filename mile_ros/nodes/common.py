@@ -22,6 +22,7 @@ from rclpy.qos import (
 )
 from sensor_msgs.msg import JointState
 
+from mile_ros.graph.launcher import catch_sigint
 from mile_ros.graph.topics import TOPICS
 
 __all__ = [
@@ -152,6 +153,7 @@ def run_node(
     modules, the node) lives as long as the process; frozen, the collector stops rescanning it, and
     its full collections, which land on whichever message is being handled, get short.
     """
+    catch_sigint()  # the launcher stops nodes with SIGINT, also when it runs as a background job
     rclpy.init(args=args)
     node = None
     code = 0
