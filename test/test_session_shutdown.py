@@ -42,7 +42,7 @@ def start(run, init, domain):
         "--init-policy",
         str(init),
         "--max-episode-steps",
-        "200",  # long enough that the session is still running when the echoed line reaches the test
+        "40",
         "--epochs",
         "3",
         "--mental-rollouts",

@@ -109,7 +109,7 @@ def train_loop(
                 break
         result.history.append(row)
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "epoch"})
-    if best_state is not None and config.select_best:
+    if best_state is not None:  # only ever set with select_best
         for m, s in zip(modules, best_state):
             m.load_state_dict(s)
     else:
