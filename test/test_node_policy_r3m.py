@@ -106,12 +106,25 @@ def test_r3m_observation_joined_by_stamp_and_refused_when_stale(tmp_path):
         got_actions = np.array([proposals(s)[0].position for s in stamps])
         np.testing.assert_allclose(got_actions, expected_actions(ckpt, frames), atol=1e-5)  # 3 previous stacked
 
-        # Stale: the robot is 2 s further on; an embedding of the old scene builds nothing.
+        # Stale: the robot is 2 s further on; an embedding of the old scene builds nothing. The two
+        # topics are not ordered against each other, so first prove the node has the newest pose (a
+        # fresh embedding joined with it); otherwise the old embedding could arrive first and be,
+        # rightly, accepted against the poses the node had then.
         late = T0 + 40 * PERIOD
+        fresh_stamp = late + 5_000_000
+        emb = rng.normal(size=EMB)
+        fresh = vector_msg(fresh_stamp, NAMES, emb)
+
+        def newest_pose_then_fresh():
+            probe.publish("/robot/ee_pose", pose(late, positions[7]))
+            probe.publish("/camera/embedding", fresh)
+
+        send_until(newest_pose_then_fresh, lambda: proposals(fresh_stamp), "a proposal at the newest pose")
+        frames.append(np.concatenate([emb, positions[7]]))
         stale_stamp = late - 2_000_000_000
         stale = vector_msg(stale_stamp, NAMES, rng.normal(size=EMB))
+
         def stale_again():
-            probe.publish("/robot/ee_pose", pose(late, positions[7]))
             probe.publish("/camera/embedding", stale)
 
         mark = len(node.output())
