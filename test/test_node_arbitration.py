@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,26 @@ def test_killed_policy_process_leads_to_hold(graph):
     assert holds[0] - killed_at <= WATCHDOG + 0.25, f"hold came {holds[0] - killed_at:.3f} s after the kill"
     after = [m for t, m in probe.received["/mile/executed_action"] if t > killed_at + WATCHDOG + 0.25]
     assert after and all(m.header.frame_id == "hold" for m in after)
+
+
+def thread_niceness(pid: int) -> dict[str, int]:
+    """Niceness of every thread of ``pid`` (Linux keeps one per thread), by thread name and id."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        out[f"{name}/{task.name}"] = int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19: nice
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread niceness is read from Linux /proc")
+def test_niceness_reaches_every_thread_including_dds(graph):
+    """The DDS threads that receive the proposal exist before the parameter is read; they get it too."""
+    domain, probe, procs, tmp_path = graph
+    node = NodeProcess("arbitration_node", domain, {"nice": 7}, tmp_path)  # positive: no privilege needed
+    procs.append(node)
+    probe.wait_matched("/mile/proposed_action", timeout=60)
+    probe.wait_for(lambda: "dds" in " ".join(thread_niceness(node.proc.pid)), 30, "the DDS threads")
+    nice = thread_niceness(node.proc.pid)
+    assert len(nice) > 3 and any(name.startswith("dds") for name in nice), nice
+    assert set(nice.values()) == {7}, nice

@@ -2,7 +2,8 @@
 
 - ``loop``: bridge (real time, rendering), policy, arbitration, simulated human and recorder at
   ``--rate`` Hz for ``--duration`` s; prints the achieved rate, observation -> proposal latency
-  (policy node) and proposal -> executed latency (arbitration), both as seen by one listener.
+  (policy node) and proposal -> executed latency (arbitration), each publish to publish (DDS source
+  timestamps) and as arrivals at one listener.
 - ``recorder``: 224x224 rgb8 images at 30 Hz plus state and action topics into the recorder for
   ``--duration`` s; prints messages published, recorded and lost.
 """
@@ -47,6 +48,17 @@ def first_times(probe, topic: str) -> dict[int, float]:
     with probe.cond:
         for t, m in probe.received[topic]:
             out.setdefault(stamp_ns(m), t)
+    return out
+
+
+def first_sent(probe, topic: str) -> dict[int, int]:
+    """Header stamp -> when its sender published it (DDS source timestamp, ns), first message per stamp."""
+    from mile_ros.nodes.common import stamp_ns
+
+    out: dict[int, int] = {}
+    with probe.cond:
+        for (_, m), info in zip(probe.received[topic], probe.infos[topic], strict=True):
+            out.setdefault(stamp_ns(m), info["source_timestamp"])
     return out
 
 
@@ -95,9 +107,9 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
         probe.call("/recorder/start", Trigger)
         probe.call("/sim/reset", Trigger, timeout=60)
         time.sleep(args.duration)
-        state, prop, execd = (
-            first_times(probe, t) for t in ("/robot/state", "/mile/proposed_action", "/mile/executed_action")
-        )
+        topics = ("/robot/state", "/mile/proposed_action", "/mile/executed_action")
+        state, prop, execd = (first_times(probe, t) for t in topics)
+        state_sent, prop_sent, exec_sent = (first_sent(probe, t) for t in topics)
         for t in ("/recorder/stop",):
             while not probe.call(t, Trigger).success:
                 time.sleep(0.1)
@@ -112,8 +124,16 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
     print(
         f"  achieved {(len(times) - 1) / span:.2f} Hz over {len(times)} steps; step period {percentiles(list(periods))}"
     )
-    print(f"  observation -> proposal: {percentiles([(prop[s] - state[s]) * 1000 for s in prop if s in state])}")
-    print(f"  proposal -> executed:    {percentiles([(execd[s] - prop[s]) * 1000 for s in execd if s in prop])}")
+    # Two views of each latency. "arrivals": when the listener took each message (includes the
+    # listener's own wait for a core). "sent": the DDS source timestamps of the two messages, i.e.
+    # from the upstream node's publish to the downstream node's publish, with no listener in it.
+    def both(up, up_sent, down, down_sent) -> str:
+        arrivals = percentiles([(down[s] - up[s]) * 1000 for s in down if s in up])
+        sent = percentiles([(down_sent[s] - up_sent[s]) / 1e6 for s in down_sent if s in up_sent])
+        return f"sent {sent}\n{'':27}arrivals {arrivals}"
+
+    print(f"  observation -> proposal: {both(state, state_sent, prop, prop_sent)}")
+    print(f"  proposal -> executed:    {both(prop, prop_sent, execd, exec_sent)}")
     answered = sum(s in execd for s in state)
     print(f"  observations answered with a command: {answered} of {len(state)}")
 

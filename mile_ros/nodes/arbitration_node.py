@@ -62,6 +62,14 @@ PARAMETERS = (
 )
 
 
+def _thread_ids() -> list[int]:
+    """This process's threads (Linux); elsewhere just the calling one (0)."""
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
 class ArbitrationNode(Node):
     def __init__(self) -> None:
         super().__init__("arbitration_node")
@@ -89,9 +97,15 @@ class ArbitrationNode(Node):
 
     def set_niceness(self, nice: int) -> None:
         """On 2 shared cores the proposal waits for a CPU behind rendering and the networks: this
-        node's few microseconds of work go first (measured in docs/architecture.md)."""
+        node's few microseconds of work go first (measured in docs/architecture.md).
+
+        Linux keeps a niceness per thread. The DDS threads that receive the proposal and wake the
+        executor already exist (made with the node), so every thread of the process gets it, not
+        only the one that spins; threads made later inherit it from their creator.
+        """
         try:
-            os.setpriority(os.PRIO_PROCESS, 0, nice)  # Linux: this thread, the one that spins
+            for tid in _thread_ids():
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
         except (PermissionError, OSError) as exc:
             now = os.getpriority(os.PRIO_PROCESS, 0)
             self.get_logger().warning(f"could not set niceness {nice} ({exc}); running at {now}")

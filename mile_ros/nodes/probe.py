@@ -104,6 +104,7 @@ class Probe:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
+        self.infos: dict[str, list[dict]] = defaultdict(list)
         self.cond = threading.Condition()
         self.pubs: dict[str, Any] = {}
         self.clients: dict[str, Any] = {}
@@ -115,9 +116,13 @@ class Probe:
             self.executor.spin()
 
     def listen(self, topic: str, depth: int | None = 1000) -> None:
-        def cb(msg, t=topic):
+        """Record every message of ``topic`` with its arrival time here; ``infos`` keeps, in the same
+        order, the DDS message info (``source_timestamp``: when the sender published it)."""
+
+        def cb(msg, info):
             with self.cond:
-                self.received[t].append((time.monotonic(), msg))
+                self.received[topic].append((time.monotonic(), msg))
+                self.infos[topic].append(info)
                 self.cond.notify_all()
 
         self.node.create_subscription(msg_class(TOPICS[topic].type), topic, cb, qos(topic, depth))
