@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mile_ros.baselines import METHODS, default_config, merge_demos, train
+from mile_ros.baselines import METHODS, PAPER_COST_SIGMA, default_config, merge_demos, train
 from mile_ros.baselines.bc_intervention import intervention_probability
 from mile_ros.baselines.iwr import count_balanced_weights
 from mile_ros.baselines.rlif import intervention_transitions
@@ -92,13 +92,9 @@ def test_paper_hyperparameters_by_task():
     assert default_config("mile", "drawer-open-v3", iterative=True).lr == 1e-4  # the authors' iterative rate
     assert default_config("mile", "LunarLander-v3", iterative=True).lr == 1e-3  # measured, not the paper's
     assert default_config("iwr", "LunarLander-v3").epochs == 200
-    assert (
-        default_config("mile", "peg-insert-side-v3").cost,
-        default_config("mile", "peg-insert-side-v3").sigma,
-    ) == (
-        75.0,
-        175.0,
-    )
+    peg = default_config("mile", "peg-insert-side-v3")
+    assert (peg.cost, peg.sigma, peg.lambda_mental) == (5.0, 5.0, 1.0)  # measured better than the paper's
+    assert PAPER_COST_SIGMA["peg-insert-side"] == (75.0, 175.0)
     assert default_config("iwr", "peg-insert-side-v3").lr == 1e-6
     assert default_config("hg_dagger", "drawer-open-v3", iterative=True).epochs == 300
     assert default_config("hg_dagger", "drawer-open-v3").epochs == 1000

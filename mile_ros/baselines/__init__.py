@@ -27,6 +27,7 @@ from .sirius import SiriusConfig
 
 __all__ = [
     "METHODS",
+    "PAPER_COST_SIGMA",
     "BCInterventionConfig",
     "BaselineConfig",
     "HGDaggerConfig",
@@ -69,14 +70,23 @@ _BC_EPOCHS = {
     "drawer-open": (1000, 300),
     "peg-insert-side": (1000, 300),
 }
-# MILE: lr, cost c, probit scale sigma, hidden, lambda_mental. The paper's values, except
-# LunarLander's rate (above) and c/sigma/anchor: measured in the single-iteration experiment (5 seeds, docs/results.md),
-# c = sigma = 5 with the mental-model anchor returned 128 +- 39 against 14 +- 29 with the paper's 3/1.
+# MILE: lr, cost c, probit scale sigma, hidden, lambda_mental. The paper's rates and networks; the
+# cost and probit scale are ours, measured (docs/results.md, "Which scale of cost and probit
+# scale"): c = sigma = 5 with the mental-model anchor beat the authors' per-task values (kept in
+# PAPER_COST_SIGMA, e.g. ``mile@cost=60,sigma=75,lambda_mental=0``) in one round on peg-insert
+# (0.51 vs 0.25), button-press (0.51 vs 0.36) and LunarLander (128 vs 14), tied on drawer-open,
+# and reached 0.95 by iteration 6 on iterative drawer-open against 0.53.
 _MILE = {
     "lunarlander": (_LUNAR_LR, 5.0, 5.0, (64, 64), 1.0),
-    "button-press": (1e-4, 150.0, 200.0, (256, 256), 0.0),
-    "drawer-open": (5e-4, 60.0, 75.0, (256, 256), 0.0),
-    "peg-insert-side": (1e-4, 75.0, 175.0, (256, 256), 0.0),
+    "button-press": (1e-4, 5.0, 5.0, (256, 256), 1.0),
+    "drawer-open": (5e-4, 5.0, 5.0, (256, 256), 1.0),
+    "peg-insert-side": (1e-4, 5.0, 5.0, (256, 256), 1.0),
+}
+PAPER_COST_SIGMA = {
+    "lunarlander": (3.0, 1.0),
+    "button-press": (150.0, 200.0),
+    "drawer-open": (60.0, 75.0),
+    "peg-insert-side": (75.0, 175.0),
 }
 # The authors' iterative Metaworld schedule: 300 epochs per round at 1e-4 (docs/mile-model.md).
 _MILE_ITERATIVE_LR = 1e-4
