@@ -41,25 +41,19 @@ def percentiles(values_ms: list[float]) -> str:
     return f"p50 {np.percentile(v, 50):.2f} ms, p99 {np.percentile(v, 99):.2f} ms, max {v.max():.2f} ms (n={len(v)})"
 
 
-def first_times(probe, topic: str) -> dict[int, float]:
+def first_seen(probe, topic: str) -> tuple[dict[int, float], dict[int, int]]:
+    """Header stamp -> arrival time at the listener (s) and -> when its sender published it (DDS
+    source timestamp, ns); the first message of each stamp."""
     from mile_ros.nodes.common import stamp_ns
 
-    out: dict[int, float] = {}
+    arrived: dict[int, float] = {}
+    sent: dict[int, int] = {}
     with probe.cond:
-        for t, m in probe.received[topic]:
-            out.setdefault(stamp_ns(m), t)
-    return out
-
-
-def first_sent(probe, topic: str) -> dict[int, int]:
-    """Header stamp -> when its sender published it (DDS source timestamp, ns), first message per stamp."""
-    from mile_ros.nodes.common import stamp_ns
-
-    out: dict[int, int] = {}
-    with probe.cond:
-        for (_, m), info in zip(probe.received[topic], probe.infos[topic], strict=True):
-            out.setdefault(stamp_ns(m), info["source_timestamp"])
-    return out
+        for (t, m), info in zip(probe.received[topic], probe.infos[topic], strict=True):
+            stamp = stamp_ns(m)
+            if stamp not in arrived:
+                arrived[stamp], sent[stamp] = t, info["source_timestamp"]
+    return arrived, sent
 
 
 def bench_loop(args: argparse.Namespace, work: Path) -> None:
@@ -107,9 +101,9 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
         probe.call("/recorder/start", Trigger)
         probe.call("/sim/reset", Trigger, timeout=60)
         time.sleep(args.duration)
-        topics = ("/robot/state", "/mile/proposed_action", "/mile/executed_action")
-        state, prop, execd = (first_times(probe, t) for t in topics)
-        state_sent, prop_sent, exec_sent = (first_sent(probe, t) for t in topics)
+        (state, state_sent), (prop, prop_sent), (execd, exec_sent) = (
+            first_seen(probe, t) for t in ("/robot/state", "/mile/proposed_action", "/mile/executed_action")
+        )
         for t in ("/recorder/stop",):
             while not probe.call(t, Trigger).success:
                 time.sleep(0.1)
