@@ -128,6 +128,28 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"episodes 1 \(now 3\)"):
         check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 3, preset="quick"))
     check_settings(tmp_path, BenchmarkPlan("single", ["drawer-open-v3"], ["mile"], [0], 6, 3))  # another experiment
+    with pytest.raises(ValueError, match=r"train_from 'previous' \(now 'initial'\)"):
+        check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="initial"))
+
+
+def test_runs_stored_before_train_from_existed_resume_as_previous(tmp_path):
+    import json
+
+    from mile_ros.experiments.runner import check_settings
+
+    old = {"iterations": 6, "episodes": 1, "preset": "quick", "refit_mental": False}
+    (tmp_path / "iterative.settings.json").write_text(json.dumps(old))
+    check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1))
+    with pytest.raises(ValueError, match="train_from"):
+        check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="initial"))
+
+
+def test_train_from_reaches_every_cell_and_rejects_unknown_values():
+    plan = BenchmarkPlan("demos", ["drawer-open-v3"], ["mile", "iwr"], [0, 1], 3, 1, demos=(0, 5), train_from="initial")
+    cells = plan_cells(plan)
+    assert len(cells) == 2 * (1 + 2) and {c.train_from for c in cells} == {"initial"}
+    with pytest.raises(ValueError, match="unknown train_from 'scratch'"):
+        plan_cells(BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1, train_from="scratch"))
 
 
 def test_quick_preset_trains_like_the_paper_and_only_measures_less():

@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--demos", nargs="+", type=int, default=[0, 5, 10, 15], help="demos experiment: counts")
     p.add_argument("--preset", default="quick", help="quick, smoke or paper (see mile_ros/experiments/presets.py)")
     p.add_argument("--refit-mental", action="store_true", help="refit the human's mental model every iteration")
+    p.add_argument(
+        "--train-from",
+        choices=("previous", "initial"),
+        default="previous",
+        help="iterative: each iteration continues from the method's last policy (default) or retrains from the initial one",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the summary and plots from the CSV")
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             args.demos,
             args.preset,
             args.refit_mental,
+            args.train_from,
         )
         try:
             plan_cells(plan)

@@ -2,7 +2,8 @@
 
 The iterative loop (the paper's Fig. 4) is the core: each iteration the method's current policy
 runs ``episodes`` episodes under the simulated human, the record grows, the method is trained on
-all of it (continuing from its previous policy) and the new policy is evaluated. The single-
+all of it (continuing from its previous policy, or from the initial policy: ``train_from``) and
+the new policy is evaluated. The single-
 iteration experiment (Fig. 3) is one iteration: every method then sees the same data, because the
 first round is collected by the common initial policy on the same seeds with the same human. The
 demonstration ablation (Fig. 5) is the same loop with expert demonstrations given to the baselines.
@@ -46,6 +47,9 @@ class Cell:
     episodes: int
     demos: int = 0
     refit_mental: bool = False
+    # "previous": each iteration continues from the method's last policy (the authors' schedule);
+    # "initial": each iteration trains a fresh clone of the initial policy on the whole record.
+    train_from: str = "previous"
 
     @property
     def key(self) -> tuple:
@@ -150,7 +154,8 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             new_int = sum(ep.intervention_count for ep in episodes)
             intervened += new_int
             t1 = time.perf_counter()
-            current = _train(cell.method, data, current, cell, preset, it, demos)
+            start = task.init if cell.train_from == "initial" else current
+            current = _train(cell.method, data, start, cell, preset, it, demos)
             t2 = time.perf_counter()
             result = evaluate(cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1)
             t3 = time.perf_counter()
@@ -213,6 +218,7 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
                         }
                     )
             parts.append(new)
-            current = _train(cell.method, InterventionDataset.concatenate(parts), current, cell, preset, it, None)
+            start = task.init if cell.train_from == "initial" else current
+            current = _train(cell.method, InterventionDataset.concatenate(parts), start, cell, preset, it, None)
     finally:
         env.close()

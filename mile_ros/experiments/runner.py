@@ -40,12 +40,19 @@ class BenchmarkPlan:
     demos: Sequence[int] = (0,)
     preset: str = "quick"
     refit_mental: bool = False
+    train_from: str = "previous"
+
+
+TRAIN_FROM = ("previous", "initial")
+_SETTINGS_ADDED_LATER = {"train_from": "previous"}
 
 
 def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
     """Every cell of the plan, in a stable order (tasks, then seeds, then methods)."""
     if plan.experiment not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {plan.experiment!r}; choose from {', '.join(EXPERIMENTS)}")
+    if plan.train_from not in TRAIN_FROM:
+        raise ValueError(f"unknown train_from {plan.train_from!r}; choose from {', '.join(TRAIN_FROM)}")
     iterations = 1 if plan.experiment == "single" else plan.iterations
     if plan.experiment == "prediction" and iterations < 2:
         raise ValueError("the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)")
@@ -53,7 +60,9 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
     for task in plan.tasks:
         for seed in plan.seeds:
             if plan.experiment == "prediction":
-                cells.append(Cell("prediction", task, "mile", seed, iterations, plan.episodes, 0, plan.refit_mental))
+                cells.append(Cell(
+                        "prediction", task, "mile", seed, iterations, plan.episodes, 0, plan.refit_mental, plan.train_from
+                    ))
                 continue
             for method in plan.methods:
                 # the ablation gives demonstrations to the baselines only; MILE runs once, without
@@ -69,6 +78,7 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
                             plan.episodes,
                             n,
                             plan.refit_mental,
+                            plan.train_from,
                         )
                     )
     return cells
@@ -86,9 +96,11 @@ def check_settings(out: Path, plan: BenchmarkPlan) -> None:
         "episodes": plan.episodes,
         "preset": plan.preset,
         "refit_mental": plan.refit_mental,
+        "train_from": plan.train_from,
     }
     if path.is_file():
         stored = json.loads(path.read_text())
+        stored = {**_SETTINGS_ADDED_LATER, **stored}  # runs made before a setting existed used its default
         diff = [f"{k} {stored.get(k)!r} (now {v!r})" for k, v in settings.items() if stored.get(k) != v]
         if diff:
             raise ValueError(
