@@ -129,7 +129,8 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 3, preset="quick"))
     check_settings(tmp_path, BenchmarkPlan("single", ["drawer-open-v3"], ["mile"], [0], 6, 3))  # another experiment
     with pytest.raises(ValueError, match=r"train_from 'previous' \(now 'initial'\)"):
-        check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="initial"))
+        restart = BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="initial")
+        check_settings(tmp_path, restart)
 
 
 def test_runs_stored_before_train_from_existed_resume_as_previous(tmp_path):
@@ -141,7 +142,8 @@ def test_runs_stored_before_train_from_existed_resume_as_previous(tmp_path):
     (tmp_path / "iterative.settings.json").write_text(json.dumps(old))
     check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1))
     with pytest.raises(ValueError, match="train_from"):
-        check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="initial"))
+        restart = BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="initial")
+        check_settings(tmp_path, restart)
 
 
 def test_train_from_reaches_every_cell_and_rejects_unknown_values():

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--train-from",
         choices=("previous", "initial"),
         default="previous",
-        help="iterative: each iteration continues from the method's last policy (default) or retrains from the initial one",
+        help="each iteration continues from the method's last policy (default) or retrains from the initial one",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")

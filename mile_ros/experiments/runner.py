@@ -56,31 +56,18 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
     iterations = 1 if plan.experiment == "single" else plan.iterations
     if plan.experiment == "prediction" and iterations < 2:
         raise ValueError("the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)")
+    common = {"iterations": iterations, "episodes": plan.episodes}
+    common |= {"refit_mental": plan.refit_mental, "train_from": plan.train_from}
     cells = []
     for task in plan.tasks:
         for seed in plan.seeds:
             if plan.experiment == "prediction":
-                cells.append(Cell(
-                        "prediction", task, "mile", seed, iterations, plan.episodes, 0, plan.refit_mental, plan.train_from
-                    ))
+                cells.append(Cell("prediction", task, "mile", seed, **common))
                 continue
             for method in plan.methods:
                 # the ablation gives demonstrations to the baselines only; MILE runs once, without
                 counts = [0] if plan.experiment != "demos" or method.startswith("mile") else plan.demos
-                for n in counts:
-                    cells.append(
-                        Cell(
-                            plan.experiment,
-                            task,
-                            method,
-                            seed,
-                            iterations,
-                            plan.episodes,
-                            n,
-                            plan.refit_mental,
-                            plan.train_from,
-                        )
-                    )
+                cells += [Cell(plan.experiment, task, method, seed, demos=n, **common) for n in counts]
     return cells
 
 
