@@ -8,6 +8,7 @@ pytest.importorskip("rclpy")  # the test writes its bags with rclpy's serializer
 
 from test_graph_bags import OBS_DIM, write_episode
 
+from mile_ros.baselines import default_config
 from mile_ros.cli.main import main
 from mile_ros.learning import MileCheckpoint, Spec, build_policy, load_checkpoint
 
@@ -37,7 +38,12 @@ def test_train_command(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "new.pt")]) == 0
     out = capsys.readouterr()
     assert "24 steps from 2 bags" in out.out and "zz" in out.err
-    assert load_checkpoint(tmp_path / "new.pt", expected=spec).meta["rows"] == 24
+    meta = load_checkpoint(tmp_path / "new.pt", expected=spec).meta
+    assert meta["rows"] == 24
+    # given settings win; the rest are the benchmark's iterative MILE (anchor on, lr 1e-4)
+    assert meta["config"]["cost"] == 1 and meta["config"]["epochs"] == 2
+    assert meta["config"]["lambda_mental"] == default_config("mile", iterative=True).lambda_mental == 1.0
+    assert meta["config"]["lr"] == default_config("mile", iterative=True).lr
     assert main([*args, "--out", str(tmp_path / "new.pt")]) == 2  # never overwrites
     assert "refusing to overwrite" in capsys.readouterr().err
     assert (
@@ -55,3 +61,20 @@ def test_train_command(tmp_path, capsys):
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_help_states_the_defaults_it_uses(capsys):
+    """The help text names the defaults without importing torch; they must not drift from default_config."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    d = default_config("mile", iterative=True)
+    for phrase in (
+        f"MILE epochs (default {d.epochs})",
+        f"minibatch size (default {d.batch_size})",
+        f"learning rate (default {d.lr:.0e}".replace("e-0", "e-"),
+        f"cost c (default {d.cost:g})",
+        f"sigma (default {d.sigma:g})",
+        f"anchor weight (default {d.lambda_mental:g};",
+    ):
+        assert phrase in text, phrase

@@ -16,30 +16,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bags", required=True, type=Path, help="folder of episode bags (searched recursively)")
     p.add_argument("--init", required=True, type=Path, help="checkpoint to start from (gives the spec)")
     p.add_argument("--out", required=True, type=Path, help="new checkpoint file (must not exist)")
-    p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--cost", type=float, default=60.0, help="MILE intervention cost c (default 60)")
-    p.add_argument("--sigma", type=float, default=75.0, help="MILE probit scale sigma (default 75)")
+    # Unset settings take the benchmark's iterative Metaworld MILE, as the trainer node does
+    # (mile_ros.baselines.default_config; resolved in run() so that --help does not import torch).
+    p.add_argument("--epochs", type=int, help="MILE epochs (default 300)")
+    p.add_argument("--batch-size", type=int, help="minibatch size (default 1024)")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    p.add_argument("--cost", type=float, help="MILE intervention cost c (default 5)")
+    p.add_argument("--sigma", type=float, help="MILE probit scale sigma (default 5)")
+    p.add_argument("--lambda-mental", type=float, help="mental-model anchor weight (default 1; 0: the paper's loss)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mile_ros.baselines import default_config
     from mile_ros.graph.bag_dataset import BagDatasetError
     from mile_ros.graph.training import TrainingError, train_from_bags
-    from mile_ros.learning import CheckpointError, MileConfig
+    from mile_ros.learning import CheckpointError
 
-    config = MileConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        cost=args.cost,
-        sigma=args.sigma,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
+    given = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "cost": args.cost,
+        "sigma": args.sigma,
+        "lambda_mental": args.lambda_mental,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    config = default_config("mile", iterative=True, seed=args.seed, progress=not args.no_progress, **overrides)
     try:
         out = train_from_bags(args.bags, args.init, args.out, config)
     except (TrainingError, BagDatasetError, CheckpointError) as exc:
