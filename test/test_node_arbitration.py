@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -148,14 +150,26 @@ def test_killed_policy_process_leads_to_hold(graph):
     assert after and all(m.header.frame_id == "hold" for m in after)
 
 
-def thread_niceness(pid: int) -> dict[str, int]:
-    """Niceness of every thread of ``pid`` (Linux keeps one per thread), by thread name and id."""
+def thread_stat(pid: int, field: int) -> dict[str, int]:
+    """One numeric field of /proc/PID/task/TID/stat for every thread of ``pid``, by thread name and id
+    (``field`` counted from 1 as in proc(5))."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         stat = (task / "stat").read_text()
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        out[f"{name}/{task.name}"] = int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19: nice
+        out[f"{name}/{task.name}"] = int(stat[stat.rindex(")") + 2 :].split()[field - 3])
     return out
+
+
+def thread_niceness(pid: int) -> dict[str, int]:
+    """Niceness of every thread of ``pid`` (Linux keeps one per thread)."""
+    return thread_stat(pid, 19)
+
+
+def may_use_realtime() -> bool:
+    """Whether this machine lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread niceness is read from Linux /proc")
@@ -169,3 +183,23 @@ def test_niceness_reaches_every_thread_including_dds(graph):
     nice = thread_niceness(node.proc.pid)
     assert len(nice) > 3 and any(name.startswith("dds") for name in nice), nice
     assert set(nice.values()) == {7}, nice
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread scheduling is read from Linux /proc")
+def test_realtime_priority_reaches_every_thread_or_warns(graph):
+    """With the privilege every thread runs SCHED_FIFO at the priority; without it the node says so
+    and keeps running with normal scheduling (it still executes proposals)."""
+    domain, probe, procs, tmp_path = graph
+    node = NodeProcess("arbitration_node", domain, {"realtime_priority": 5}, tmp_path)
+    procs.append(node)
+    probe.wait_matched("/mile/proposed_action", timeout=60)
+    probe.wait_for(lambda: "dds" in " ".join(thread_niceness(node.proc.pid)), 30, "the DDS threads")
+    policy = thread_stat(node.proc.pid, 41)  # SCHED_FIFO is 1, normal scheduling 0
+    if may_use_realtime():
+        assert set(policy.values()) == {1} and set(thread_stat(node.proc.pid, 40).values()) == {5}, policy
+    else:
+        assert set(policy.values()) == {0}, policy
+        assert "could not set real-time priority 5" in node.output()
+    probe.listen("/mile/executed_action")
+    probe.publish("/mile/proposed_action", vector_msg(1_000_000_000, ACTION_NAMES, np.full(4, 0.1)))
+    probe.wait_count("/mile/executed_action", 1, timeout=20)

@@ -30,6 +30,12 @@ def add_to(benches: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--arbitration-nice", type=int, default=-10, help="loop part: arbitration's niceness as in config/ (-10)"
     )
+    p.add_argument(
+        "--arbitration-rt",
+        type=int,
+        default=0,
+        help="loop part: arbitration's SCHED_FIFO priority (realtime_priority; 0: off, as in config/)",
+    )
     p.add_argument("--image-rate", type=float, default=30.0, help="recorder part: image rate, Hz (default 30)")
     p.set_defaults(func=run)
 
@@ -84,7 +90,11 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
             work,
         ),
         NodeProcess("policy_node", domain, {"checkpoint": str(ckpt)}, work),
-        NodeProcess("arbitration_node", domain, {"wait_for_teleop": False, "nice": args.arbitration_nice}, work),
+        NodeProcess("arbitration_node", domain, {
+                "wait_for_teleop": False,
+                "nice": args.arbitration_nice,
+                "realtime_priority": args.arbitration_rt,
+            }, work),
         NodeProcess("simulated_human", domain, {"checkpoint": str(ckpt), "mental_rollouts": 2}, work),
         NodeProcess("recorder_node", domain, {"output_dir": str(work), "record_camera": render}, work),
     ]

@@ -59,6 +59,13 @@ PARAMETERS = (
         "scheduling niceness of the node's thread; negative runs it ahead of the busy nodes (needs CAP_SYS_NICE)",
         (-20, 19),
     ),
+    Param(
+        "realtime_priority",
+        0,
+        "SCHED_FIFO priority of every thread of the node (1-98, preempts all normal tasks; needs "
+        "CAP_SYS_NICE or an rtprio limit); 0: normal scheduling with `nice`",
+        (0, 98),
+    ),
 )
 
 
@@ -76,6 +83,8 @@ class ArbitrationNode(Node):
         p = declare_parameters(self, PARAMETERS)
         if p["nice"]:
             self.set_niceness(int(p["nice"]))
+        if p["realtime_priority"]:
+            self.set_realtime(int(p["realtime_priority"]))
         self.arbiter = Arbiter(
             load_joy_mapping(p["joy_mapping"]),
             ArbitrationConfig(watchdog_timeout=p["watchdog_timeout_s"], max_jump=p["max_jump"]),
@@ -109,6 +118,20 @@ class ArbitrationNode(Node):
         except (PermissionError, OSError) as exc:
             now = os.getpriority(os.PRIO_PROCESS, 0)
             self.get_logger().warning(f"could not set niceness {nice} ({exc}); running at {now}")
+
+    def set_realtime(self, priority: int) -> None:
+        """Real-time FIFO scheduling for every thread (as ``set_niceness``): a woken DDS or executor
+        thread of this node then runs before any normal task, instead of queueing behind rendering
+        and the networks for a share of the core. The node's work per message is microseconds, and
+        the kernel's real-time throttling keeps a share of each second for normal tasks anyway.
+        """
+        try:
+            for tid in _thread_ids():
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+        except (PermissionError, OSError) as exc:
+            self.get_logger().warning(
+                f"could not set real-time priority {priority} ({exc}); running with normal scheduling"
+            )
 
     def on_proposal(self, msg) -> None:
         stamp = stamp_ns(msg)
