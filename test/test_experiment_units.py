@@ -128,28 +128,27 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"episodes 1 \(now 3\)"):
         check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 3, preset="quick"))
     check_settings(tmp_path, BenchmarkPlan("single", ["drawer-open-v3"], ["mile"], [0], 6, 3))  # another experiment
-    with pytest.raises(ValueError, match=r"train_from 'previous' \(now 'initial'\)"):
-        restart = BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="initial")
-        check_settings(tmp_path, restart)
+    with pytest.raises(ValueError, match=r"train_from 'initial' \(now 'previous'\)"):
+        resume = BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="previous")
+        check_settings(tmp_path, resume)
 
 
-def test_runs_stored_before_train_from_existed_resume_as_previous(tmp_path):
+def test_runs_stored_before_train_from_existed_resume_only_as_previous(tmp_path):
     import json
 
     from mile_ros.experiments.runner import check_settings
 
     old = {"iterations": 6, "episodes": 1, "preset": "quick", "refit_mental": False}
     (tmp_path / "iterative.settings.json").write_text(json.dumps(old))
-    check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1))
-    with pytest.raises(ValueError, match="train_from"):
-        restart = BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="initial")
-        check_settings(tmp_path, restart)
+    check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="previous"))
+    with pytest.raises(ValueError, match=r"train_from 'previous' \(now 'initial'\)"):
+        check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1))
 
 
 def test_train_from_reaches_every_cell_and_rejects_unknown_values():
-    plan = BenchmarkPlan("demos", ["drawer-open-v3"], ["mile", "iwr"], [0, 1], 3, 1, demos=(0, 5), train_from="initial")
+    plan = BenchmarkPlan("demos", ["drawer-open-v3"], ["mile", "iwr"], [0, 1], 3, 1, (0, 5), train_from="previous")
     cells = plan_cells(plan)
-    assert len(cells) == 2 * (1 + 2) and {c.train_from for c in cells} == {"initial"}
+    assert len(cells) == 2 * (1 + 2) and {c.train_from for c in cells} == {"previous"}
     with pytest.raises(ValueError, match="unknown train_from 'scratch'"):
         plan_cells(BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1, train_from="scratch"))
 

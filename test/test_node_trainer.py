@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,32 +15,35 @@ from test_graph_bags import OBS_DIM, write_episode
 from mile_ros.learning import MileCheckpoint, Spec, build_policy, load_checkpoint
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 
+SPEC = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
 
-def test_trainer_node_updates_and_announces(tmp_path):
+
+def start_trainer(tmp_path, **params) -> tuple[Path, Probe, NodeProcess]:
     bags = tmp_path / "bags"
     for k in range(3):
         write_episode(bags / f"train_{k:03d}", 15, human_steps={2, 3, 9}, seed=k)
-    (bags / "broken").mkdir()
-    (bags / "broken" / "broken.mcap").write_bytes(b"\x89MCAP0\r\n garbage")
-    spec = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
     init = tmp_path / "init.pt"
-    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (16,))).save(init)
+    MileCheckpoint(SPEC, build_policy(SPEC.stacked_dim, 4, False, (16,))).save(init)
     domain = unique_domain_id()
-    probe = Probe(domain)
-    node = NodeProcess(
-        "trainer_node",
-        domain,
-        {
-            "bags_dir": str(bags),
-            "checkpoint_dir": str(tmp_path / "ckpt"),
-            "initial_checkpoint": str(init),
-            "epochs": 3,
-            "batch_size": 16,
-            "cost": 1.0,
-            "sigma": 1.0,
-        },
-        tmp_path,
-    )
+    settings = {
+        "bags_dir": str(bags),
+        "checkpoint_dir": str(tmp_path / "ckpt"),
+        "initial_checkpoint": str(init),
+        "epochs": 3,
+        "batch_size": 16,
+        "cost": 1.0,
+        "sigma": 1.0,
+        **params,
+    }
+    return init, Probe(domain), NodeProcess("trainer_node", domain, settings, tmp_path)
+
+
+def test_trainer_node_updates_and_announces(tmp_path):
+    bags = tmp_path / "bags"
+    (bags / "broken").mkdir(parents=True)
+    (bags / "broken" / "broken.mcap").write_bytes(b"\x89MCAP0\r\n garbage")
+    init, probe, node = start_trainer(tmp_path)
+    spec = SPEC
     try:
         probe.listen("/mile/checkpoint")
         res = probe.call("/trainer/train", Trigger, timeout=120)
@@ -54,10 +58,33 @@ def test_trainer_node_updates_and_announces(tmp_path):
         before = (tmp_path / "ckpt" / "update_001.pt").read_bytes()
         second = json.loads(probe.call("/trainer/train", Trigger, timeout=120).message)
         assert second["checkpoint"].endswith("update_002.pt")
-        assert load_checkpoint(second["checkpoint"]).meta["source_checkpoint"] == first["checkpoint"]
+        # by default every update trains a clone of the initial policy on all the bags
+        assert load_checkpoint(second["checkpoint"]).meta["source_checkpoint"] == str(init)
         assert (tmp_path / "ckpt" / "update_001.pt").read_bytes() == before
         assert probe.wait_count("/mile/checkpoint", 2)[1].data == second["checkpoint"]
         assert "skipped bag" in node.output() and "broken" in node.output()
+    finally:
+        node.stop()
+        probe.close()
+
+
+def test_trainer_node_can_continue_from_its_latest_update(tmp_path):
+    _, probe, node = start_trainer(tmp_path, train_from="previous")
+    try:
+        first = json.loads(probe.call("/trainer/train", Trigger, timeout=120).message)
+        second = json.loads(probe.call("/trainer/train", Trigger, timeout=120).message)
+        assert load_checkpoint(second["checkpoint"]).meta["source_checkpoint"] == first["checkpoint"]
+    finally:
+        node.stop()
+        probe.close()
+
+
+def test_trainer_node_refuses_an_unknown_train_from(tmp_path):
+    _, probe, node = start_trainer(tmp_path, train_from="scratch")
+    try:
+        assert node.proc.wait(60) != 0
+        assert "train_from: 'scratch' is not one of initial, previous" in node.output()
+        assert not (tmp_path / "ckpt").exists()
     finally:
         node.stop()
         probe.close()

@@ -32,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--refit-mental", action="store_true", help="refit the human's mental model every iteration")
     p.add_argument(
         "--train-from",
-        choices=("previous", "initial"),
-        default="previous",
-        help="each iteration continues from the method's last policy (default) or retrains from the initial one",
+        choices=("initial", "previous"),
+        default="initial",
+        help="each iteration trains from the initial policy (default) or continues from the method's last one",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")

@@ -40,10 +40,11 @@ class BenchmarkPlan:
     demos: Sequence[int] = (0,)
     preset: str = "quick"
     refit_mental: bool = False
-    train_from: str = "previous"
+    train_from: str = "initial"
 
 
-TRAIN_FROM = ("previous", "initial")
+TRAIN_FROM = ("initial", "previous")
+# Runs stored before a setting existed used what the code did then (they continued training).
 _SETTINGS_ADDED_LATER = {"train_from": "previous"}
 
 
@@ -87,7 +88,7 @@ def check_settings(out: Path, plan: BenchmarkPlan) -> None:
     }
     if path.is_file():
         stored = json.loads(path.read_text())
-        stored = {**_SETTINGS_ADDED_LATER, **stored}  # runs made before a setting existed used its default
+        stored = {**_SETTINGS_ADDED_LATER, **stored}
         diff = [f"{k} {stored.get(k)!r} (now {v!r})" for k, v in settings.items() if stored.get(k) != v]
         if diff:
             raise ValueError(

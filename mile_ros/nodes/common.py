@@ -88,6 +88,7 @@ class Param:
     description: str
     range: tuple[float, float] | None = None  # inclusive, for int and float parameters
     read_only: bool = False
+    choices: tuple[str, ...] | None = None  # the allowed values of a string parameter
 
 
 def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
@@ -106,6 +107,8 @@ def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
                     FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)
                 ]
         out[p.name] = node.declare_parameter(p.name, p.default, desc).value
+        if p.choices is not None and out[p.name] not in p.choices:
+            raise ValueError(f"parameter {p.name}: {out[p.name]!r} is not one of {', '.join(p.choices)}")
     return out
 
 
