@@ -33,8 +33,8 @@ def add_to(benches: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--arbitration-rt",
         type=int,
-        default=0,
-        help="loop part: arbitration's SCHED_FIFO priority (realtime_priority; 0: off, as in config/)",
+        default=50,
+        help="loop part: arbitration's SCHED_FIFO priority, realtime_priority, as in config/ (50; 0: off)",
     )
     p.add_argument("--image-rate", type=float, default=30.0, help="recorder part: image rate, Hz (default 30)")
     p.set_defaults(func=run)
