@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,9 @@ from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 SPEC = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
 
 
-def start_trainer(tmp_path, **params) -> tuple[Path, Probe, NodeProcess]:
+@contextmanager
+def trainer(tmp_path, **params) -> Iterator[tuple[Path, Probe, NodeProcess]]:
+    """A trainer node on three small episode bags; stopped (with its probe) on leaving."""
     bags = tmp_path / "bags"
     for k in range(3):
         write_episode(bags / f"train_{k:03d}", 15, human_steps={2, 3, 9}, seed=k)
@@ -35,16 +39,19 @@ def start_trainer(tmp_path, **params) -> tuple[Path, Probe, NodeProcess]:
         "sigma": 1.0,
         **params,
     }
-    return init, Probe(domain), NodeProcess("trainer_node", domain, settings, tmp_path)
+    probe, node = Probe(domain), NodeProcess("trainer_node", domain, settings, tmp_path)
+    try:
+        yield init, probe, node
+    finally:
+        node.stop()
+        probe.close()
 
 
 def test_trainer_node_updates_and_announces(tmp_path):
     bags = tmp_path / "bags"
     (bags / "broken").mkdir(parents=True)
     (bags / "broken" / "broken.mcap").write_bytes(b"\x89MCAP0\r\n garbage")
-    init, probe, node = start_trainer(tmp_path)
-    spec = SPEC
-    try:
+    with trainer(tmp_path) as (init, probe, node):
         probe.listen("/mile/checkpoint")
         res = probe.call("/trainer/train", Trigger, timeout=120)
         assert res.success, res.message
@@ -53,7 +60,7 @@ def test_trainer_node_updates_and_announces(tmp_path):
         assert [s[0] for s in first["skipped"]] == [str(bags / "broken")]
         announced = probe.wait_count("/mile/checkpoint", 1)[0].data
         assert announced == first["checkpoint"]
-        ckpt = load_checkpoint(first["checkpoint"], expected=spec)
+        ckpt = load_checkpoint(first["checkpoint"], expected=SPEC)
         assert ckpt.mental is not None and ckpt.meta["source_checkpoint"] == str(init)
         before = (tmp_path / "ckpt" / "update_001.pt").read_bytes()
         second = json.loads(probe.call("/trainer/train", Trigger, timeout=120).message)
@@ -63,28 +70,17 @@ def test_trainer_node_updates_and_announces(tmp_path):
         assert (tmp_path / "ckpt" / "update_001.pt").read_bytes() == before
         assert probe.wait_count("/mile/checkpoint", 2)[1].data == second["checkpoint"]
         assert "skipped bag" in node.output() and "broken" in node.output()
-    finally:
-        node.stop()
-        probe.close()
 
 
 def test_trainer_node_can_continue_from_its_latest_update(tmp_path):
-    _, probe, node = start_trainer(tmp_path, train_from="previous")
-    try:
+    with trainer(tmp_path, train_from="previous") as (_, probe, _):
         first = json.loads(probe.call("/trainer/train", Trigger, timeout=120).message)
         second = json.loads(probe.call("/trainer/train", Trigger, timeout=120).message)
         assert load_checkpoint(second["checkpoint"]).meta["source_checkpoint"] == first["checkpoint"]
-    finally:
-        node.stop()
-        probe.close()
 
 
 def test_trainer_node_refuses_an_unknown_train_from(tmp_path):
-    _, probe, node = start_trainer(tmp_path, train_from="scratch")
-    try:
+    with trainer(tmp_path, train_from="scratch") as (_, _, node):
         assert node.proc.wait(60) != 0
         assert "train_from: 'scratch' is not one of initial, previous" in node.output()
         assert not (tmp_path / "ckpt").exists()
-    finally:
-        node.stop()
-        probe.close()
