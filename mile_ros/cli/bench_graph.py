@@ -90,11 +90,12 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
             work,
         ),
         NodeProcess("policy_node", domain, {"checkpoint": str(ckpt)}, work),
-        NodeProcess("arbitration_node", domain, {
-                "wait_for_teleop": False,
-                "nice": args.arbitration_nice,
-                "realtime_priority": args.arbitration_rt,
-            }, work),
+        NodeProcess(
+            "arbitration_node",
+            domain,
+            {"wait_for_teleop": False, "nice": args.arbitration_nice, "realtime_priority": args.arbitration_rt},
+            work,
+        ),
         NodeProcess("simulated_human", domain, {"checkpoint": str(ckpt), "mental_rollouts": 2}, work),
         NodeProcess("recorder_node", domain, {"output_dir": str(work), "record_camera": render}, work),
     ]

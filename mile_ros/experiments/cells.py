@@ -3,10 +3,10 @@
 The iterative loop (the paper's Fig. 4) is the core: each iteration the method's current policy
 runs ``episodes`` episodes under the simulated human, the record grows, the method is trained on
 all of it (from the initial policy, or continuing from its previous one: ``train_from``) and the
-new policy is evaluated. The single-
-iteration experiment (Fig. 3) is one iteration: every method then sees the same data, because the
-first round is collected by the common initial policy on the same seeds with the same human. The
-demonstration ablation (Fig. 5) is the same loop with expert demonstrations given to the baselines.
+new policy is evaluated. The single-iteration experiment (Fig. 3) is one iteration: every method
+then sees the same data, because the first round is collected by the common initial policy on the
+same seeds with the same human. The demonstration ablation (Fig. 5) is the same loop with expert
+demonstrations given to the baselines.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Cell:
     refit_mental: bool = False
     # "initial": each iteration trains a fresh clone of the initial policy on the whole record;
     # "previous": it continues from the method's last policy (the authors' schedule). Measured
-    # (docs/results.md, "Continue or retrain"): level on drawer-open, better on peg-insert.
+    # (docs/results.md, "Iterative: continue training, or retrain"): level on drawer-open, better on peg-insert.
     train_from: str = "initial"
 
     @property
