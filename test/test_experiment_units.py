@@ -69,16 +69,16 @@ def test_plans_give_demos_to_the_baselines_only_and_single_is_one_iteration():
         plan_cells(BenchmarkPlan("fig9", ["a"], ["mile"], [0], 1, 1))
 
 
-def _rows(method: str, seed: int, successes: list[float]) -> list[dict]:
+def _rows(method: str, seed: int, successes: list[float], demos: int = 0, experiment: str = "iterative") -> list[dict]:
     rows = []
     for it, s in enumerate(successes):
         rows.append(
             {
-                "experiment": "iterative",
+                "experiment": experiment,
                 "task": "drawer-open-v3",
                 "method": method,
                 "seed": seed,
-                "demos": 0,
+                "demos": demos,
                 "episodes_per_iteration": 1,
                 "expert_success": 0.9,
                 "expert_return": 4000.0,
@@ -117,6 +117,20 @@ def test_csv_resume_keys_and_report(tmp_path):
     assert "| iwr | 0.20 (n=1) |" in summary
     assert (tmp_path / "iterative_success_vs_iteration.png").stat().st_size > 1000
     assert (tmp_path / "iterative_success_vs_intervened_steps.png").stat().st_size > 1000
+
+
+def test_demos_report_keeps_each_demonstration_count_apart(tmp_path):
+    path = tmp_path / "demos.csv"
+    for seed in (0, 1):
+        append_rows(path, _rows("mile", seed, [0.4, 0.8], experiment="demos"))
+        append_rows(path, _rows("iwr", seed, [0.4, 0.2], experiment="demos"))
+        append_rows(path, _rows("iwr", seed, [0.4, 0.6 + 0.2 * seed], demos=5, experiment="demos"))
+    summary = write_report(path).read_text()
+    assert "| iwr | 0.20 ± 0.00 (n=2) |\n" in summary  # not averaged with the 5-demo cells
+    assert "| iwr +5 demos | 0.70 ± 0.10 (n=2) |" in summary
+    assert "| iwr | 0.20 ± 0.00 (n=2) | 0.70 ± 0.10 (n=2) |" in summary  # the by-count table
+    assert "| mile | 0.80 ± 0.00 (n=2) | — |" in summary
+    assert (tmp_path / "demos_success_vs_demos.png").stat().st_size > 1000
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

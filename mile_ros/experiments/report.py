@@ -214,6 +214,12 @@ def _plot_demos(rows, out: Path) -> list[Path]:
     return [path]
 
 
+def _label_demos(rows) -> list[dict[str, Any]]:
+    """Rows whose method names carry their demonstration count ("iwr +5 demos"), so that the
+    per-method tables of the ablation keep each count apart instead of averaging over them."""
+    return [{**r, "method": f"{r['method']} +{r['demos']} demos"} if r["demos"] else r for r in rows]
+
+
 def _cell_key(row: dict[str, Any]) -> tuple:
     return (row["task"], row["method"], row["seed"], row["demos"])
 
@@ -233,7 +239,7 @@ def write_report(csv_path: Path, out: Path | None = None) -> Path:
     elif experiment == "prediction":
         lines, plots = _prediction_summary(rows), []
     elif experiment == "demos":
-        lines = [*_learning_summary(rows, experiment), "", *_demos_summary(rows)]
+        lines = [*_learning_summary(_label_demos(rows), experiment), "", *_demos_summary(rows)]
         plots = _plot_demos(rows, out)
     else:
         lines, plots = _learning_summary(rows, experiment), _plot_learning(rows, out, experiment)
