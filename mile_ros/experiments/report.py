@@ -198,8 +198,10 @@ def _plot_demos(rows, out: Path) -> list[Path]:
         for m in dict.fromkeys(r["method"] for r in final):
             sel = [r for r in final if r["task"] == t and r["method"] == m]
             if m.startswith("mile"):
-                ms = mean_se([r[metric] for r in sel])
-                ax.axhline(ms[0], color="C0", lw=2, label=f"{m} (no demos)")
+                mean, se, _ = mean_se([r[metric] for r in sel])
+                ax.axhline(mean, color="k", ls="--", lw=1.5, label=f"{m} (no demos)")
+                if math.isfinite(se):
+                    ax.axhspan(mean - se, mean + se, color="k", alpha=0.1, lw=0)
                 continue
             stats = [mean_se([r[metric] for r in sel if r["demos"] == c]) for c in counts]
             ax.errorbar(counts, [s[0] for s in stats], yerr=np.nan_to_num([s[1] for s in stats]), marker="o", label=m)
