@@ -144,7 +144,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
         t = time.perf_counter()
         demos = expert_demos(cell.task, cell.demos, env)
         demo_s = time.perf_counter() - t
-        current = task.init
+        init = current = task.init  # loaded once: every method trains a clone, never init itself
         parts: list[InterventionDataset] = []
         intervened = 0
         for it in range(1, cell.iterations + 1):
@@ -157,7 +157,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             new_int = sum(ep.intervention_count for ep in episodes)
             intervened += new_int
             t1 = time.perf_counter()
-            start = task.init if cell.train_from == "initial" else current
+            start = init if cell.train_from == "initial" else current
             current = _train(cell.method, data, start, cell, preset, it, demos)
             t2 = time.perf_counter()
             result = evaluate(cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1)
@@ -190,7 +190,7 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
     env = make_env(cell.task, seed=cell.seed)
     try:
         human = build_human(human_setup, env, cell.seed)
-        current = task.init
+        init = current = task.init  # loaded once: every method trains a clone, never init itself
         parts: list[InterventionDataset] = []
         for it in range(1, cell.iterations + 1):
             t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
                 past = InterventionDataset.concatenate(parts)
                 obs = new.stacked_observations()
                 model = current.intervention_model()
-                nn_ckpt = _train("bc_intervention", past, task.init, cell, preset, it, None)
+                nn_ckpt = _train("bc_intervention", past, init, cell, preset, it, None)
                 predictors = {
                     "mile": model.intervention_probability(torch.from_numpy(obs)).numpy(),
                     "nn_classifier": classifier_probability(nn_ckpt, obs),
@@ -221,7 +221,7 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
                         }
                     )
             parts.append(new)
-            start = task.init if cell.train_from == "initial" else current
+            start = init if cell.train_from == "initial" else current
             current = _train(cell.method, InterventionDataset.concatenate(parts), start, cell, preset, it, None)
     finally:
         env.close()
