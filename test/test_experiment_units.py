@@ -115,6 +115,8 @@ def test_csv_resume_keys_and_report(tmp_path):
     summary = write_report(path).read_text()
     assert "| mile | 0.80 ± 0.10 (n=2) |" in summary  # final success: (0.7 + 0.9) / 2, s.e. 0.1
     assert "| iwr | 0.20 (n=1) |" in summary
+    curve = summary.split("area under the learning curve")[1].split("Intervened steps")[0]
+    assert "| mile | 0.60 ± 0.00 (n=2) |" in curve  # iterations 1-2: (0.5 + 0.7) / 2 and (0.3 + 0.9) / 2
     assert (tmp_path / "iterative_success_vs_iteration.png").stat().st_size > 1000
     assert (tmp_path / "iterative_success_vs_intervened_steps.png").stat().st_size > 1000
 

@@ -66,6 +66,13 @@ def _final_rows(rows) -> list[dict[str, Any]]:
     return list(last.values())
 
 
+def _curve_means(rows, task: str, method: str) -> list[float]:
+    """Per seed: the metric averaged over iterations 1.. (iteration 0 is the shared initial policy)."""
+    per_seed = _group([r for r in rows if r["task"] == task and r["method"] == method and r["iteration"] > 0], "seed")
+    means = [np.mean([r[metric_for(task)] for r in g]) for g in per_seed.values()]
+    return [float(m) for m in means if math.isfinite(m)]  # a seed with a failed iteration is left out
+
+
 def _learning_summary(rows, experiment: str) -> list[str]:
     tasks = sorted({r["task"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -82,6 +89,17 @@ def _learning_summary(rows, experiment: str) -> list[str]:
     for m in methods:
         cells = [_cell([r[metric_for(t)] for r in final if r["task"] == t and r["method"] == m]) for t in tasks]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if max(r["iteration"] for r in rows) > 1:
+        lines += [
+            "",
+            "Mean over iterations 1 to the last of each seed (area under the learning curve; "
+            "how soon a method learns, which the final figure hides once several reach 1.00):",
+            "",
+        ]
+        lines += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        for m in methods:
+            cells = [_cell(_curve_means(rows, t, m), 2) for t in tasks]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "Intervened steps in the training data at the end (mean over seeds):", ""]
     lines += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for m in methods:
