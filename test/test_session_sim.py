@@ -18,7 +18,7 @@ pytest.importorskip("rclpy")
 pytest.importorskip("metaworld")
 
 from mile_ros.cli.sim import CONFIG
-from mile_ros.graph.bag_dataset import episode_steps, find_bags
+from mile_ros.graph.bag_dataset import build_dataset, episode_steps, find_bags
 from mile_ros.graph.bag_episode import read_bag
 from mile_ros.learning import BCConfig, MileCheckpoint, fit_bc, load_checkpoint, stack_frames
 from mile_ros.nodes.common import stamp_ns
@@ -152,3 +152,31 @@ def test_session_records_trains_reloads_and_keeps_every_step(tmp_path):
         if record["mode"] == "eval":
             assert record["interventions"] == 0  # the human keeps its hands off in evaluation
     assert total_interventions > 0, "the simulated human never took over: integrity of I=1 rows untested"
+
+    # The graph runs the offline protocol: the same policy, human and seed give the same record,
+    # step for step, as mile_ros.sim.run_episode (so graph and benchmark results are comparable).
+    train = next(e for e in state["episodes"] if e["mode"] == "train")
+    graph = build_dataset([run / "bags" / train["name"]], spec=ckpt.spec).dataset
+    offline = offline_record(init, seed=train["seed"], rollouts=2, target_rate=0.9)
+    n = len(graph)
+    assert n == train["steps"] and (len(offline) == n if train["success"] else len(offline) >= n)
+    np.testing.assert_allclose(graph.observation, offline.observation[:n], atol=1e-6)
+    np.testing.assert_array_equal(graph.intervention, offline.intervention[:n])
+    np.testing.assert_allclose(graph.robot_action, offline.robot_action[:n], atol=1e-6)
+    np.testing.assert_allclose(graph.human_action, offline.human_action[:n], atol=1e-6)  # NaN where I = 0
+
+
+def offline_record(init, seed: int, rollouts: int, target_rate: float):
+    """The episode ``seed`` run offline under the human the graph's simulated_human node builds."""
+    from mile_ros.learning import PolicyRunner
+    from mile_ros.sim import make_env
+    from mile_ros.sim.human import make_simulated_human
+    from mile_ros.sim.rollout import run_episode
+
+    policy = load_checkpoint(init)
+    env = make_env(TASK, seed=0)  # the node's seed parameter (default 0)
+    try:
+        human, _ = make_simulated_human(TASK, policy, env, seed=0, rollouts=rollouts, target_rate=target_rate)
+        return run_episode(env, PolicyRunner(policy), seed, human=human).to_dataset(0)
+    finally:
+        env.close()

@@ -21,17 +21,15 @@ import torch
 from mile_ros import baselines
 from mile_ros.baselines.bc_intervention import intervention_probability as classifier_probability
 from mile_ros.learning import InterventionDataset, MileCheckpoint, PolicyRunner
+from mile_ros.seeds import EVAL_SEED, collect_seed, update_seed
 from mile_ros.sim import evaluate, fit_mental_model, make_env
 from mile_ros.sim.rollout import Episode, run_episode
 
 from .metrics import prediction_scores
 from .presets import ExperimentPreset, parse_method
-from .tasks import EVAL_SEED, HumanSetup, TaskSetup, build_human, expert_demos
+from .tasks import HumanSetup, TaskSetup, build_human, expert_demos
 
 __all__ = ["Cell", "TrainingDivergedError", "run_cell"]
-
-COLLECT_SEED = 10_000  # collection episodes never reuse evaluation seeds
-
 
 class TrainingDivergedError(RuntimeError):
     """A method returned a policy with NaN or infinite weights."""
@@ -59,8 +57,8 @@ class Cell:
 
 def _collect(env, policy: MileCheckpoint, human, cell: Cell, iteration: int) -> list[Episode]:
     runner = PolicyRunner(policy)
-    first = COLLECT_SEED + 1000 * cell.seed + cell.episodes * (iteration - 1)
-    return [run_episode(env, runner, first + j, human=human) for j in range(cell.episodes)]
+    seeds = [collect_seed(cell.seed, cell.episodes, iteration - 1, k) for k in range(cell.episodes)]
+    return [run_episode(env, runner, s, human=human) for s in seeds]
 
 
 def _as_dataset(episodes: list[Episode], first_id: int) -> InterventionDataset:
@@ -69,7 +67,7 @@ def _as_dataset(episodes: list[Episode], first_id: int) -> InterventionDataset:
 
 def _train(method: str, data: InterventionDataset, current: MileCheckpoint, cell: Cell, preset, it: int, demos):
     name, extra = parse_method(method)
-    overrides = {**preset.overrides(name), **extra, "seed": 1000 * cell.seed + it}
+    overrides = {**preset.overrides(name), **extra, "seed": update_seed(cell.seed, it)}
     config = baselines.default_config(name, cell.task, iterative=cell.iterations > 1, **overrides)
     trained = baselines.train(name, data, current, config, demos=demos if name != "mile" else None)
     bad = [k for k, v in trained.policy.state_dict().items() if not torch.isfinite(v).all()]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mile_ros.learning import InterventionDataset, MileCheckpoint, load_checkpoint
+from mile_ros.seeds import EVAL_SEED
 from mile_ros.sim import SimulatedHuman, evaluate, make_env, make_expert, make_initial_policy
 from mile_ros.sim.human import make_simulated_human
 from mile_ros.sim.rollout import episodes_to_dataset, run_episode
@@ -26,7 +27,6 @@ from mile_ros.sim.rollout import episodes_to_dataset, run_episode
 from .presets import ExperimentPreset
 
 __all__ = [
-    "EVAL_SEED",
     "ExpertActor",
     "HumanSetup",
     "TaskSetup",
@@ -36,7 +36,6 @@ __all__ = [
     "prepare_task",
 ]
 
-EVAL_SEED = 0  # every method and seed is evaluated on seeds EVAL_SEED .. EVAL_SEED + episodes - 1
 DEMO_SEED = 5_000_000  # expert demonstrations for the ablation
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mile_ros.seeds import collect_seed, eval_seed
+
 __all__ = ["SessionConfig", "SessionState", "Task", "next_task", "write_metrics"]
 
 STATE_FILE = "session.json"
@@ -125,13 +127,13 @@ def next_task(state: SessionState) -> Task:
     cfg = state.config
     for it in range(cfg.iterations + 1):
         for k in range(cfg.eval_episodes):
-            t = Task("episode", it, k, "eval", cfg.seed + 100_000 + k)  # the same eval episodes every time
+            t = Task("episode", it, k, "eval", eval_seed(k))  # the benchmark's evaluation episodes
             if not state.done(t):
                 return t
         if it == cfg.iterations:
             break
         for k in range(cfg.episodes):
-            t = Task("episode", it, k, "train", cfg.seed + 1000 * it + k)
+            t = Task("episode", it, k, "train", collect_seed(cfg.seed, cfg.episodes, it, k))
             if not state.done(t):
                 return t
         if str(it + 1) not in state.checkpoints:

@@ -31,7 +31,12 @@ PARAMETERS = (
     Param("iterations", 5, "MILE updates (each after the iteration's intervention episodes)", (1, 10000)),
     Param("episodes", 1, "intervention episodes per iteration", (1, 10000)),
     Param("eval_episodes", 1, "episodes of the policy alone before the first and after each update", (0, 10000)),
-    Param("seed", 0, "base seed of the episodes", (0, 2**30)),
+    Param(
+        "seed",
+        0,
+        "run seed: picks the intervention episodes as the benchmark's seed does (evaluation episodes are shared)",
+        (0, 1_000_000),
+    ),
     Param("initial_checkpoint", "", "the policy of iteration 0"),
     Param(
         "bridge_node",
@@ -85,7 +90,8 @@ class SessionManager(Node):
         self.srv_clients["/sim/set_running"] = self.create_client(SetBool, "/sim/set_running")
         self.srv_clients["/simulated_human/enable"] = self.create_client(SetBool, "/simulated_human/enable")
         self.bridge = self.p["bridge_node"]
-        self.params_of = {n: AsyncParameterClient(self, n) for n in ("recorder_node", self.bridge)}
+        nodes = ("recorder_node", self.bridge) + (("simulated_human",) if self.p["use_simulated_human"] else ())
+        self.params_of = {n: AsyncParameterClient(self, n) for n in nodes}
 
     # ---- callbacks (executor thread) ---------------------------------------------------------
 
@@ -163,6 +169,7 @@ class SessionManager(Node):
         self.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps(info)})
         self.set_params(self.bridge, {"seed": int(task.seed)})
         if self.p["use_simulated_human"]:
+            self.set_params("simulated_human", {"episode_seed": int(task.seed)})  # its draws, as offline
             self.call("/simulated_human/enable", task.mode == "train")
             deadline = time.monotonic() + self.p["train_timeout_s"]
             while True:  # the human may still be fitting its mental model of the new policy

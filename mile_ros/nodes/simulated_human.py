@@ -39,7 +39,14 @@ PARAMETERS = (
         (0, 1000),
     ),
     Param("refit_on_new_policy", True, "refit the mental model when the policy node reports a new checkpoint"),
-    Param("seed", 0, "seed of the human's randomness", (0, 2**31 - 1)),
+    Param("seed", 0, "seed of the human's randomness (mental-model fit and calibration)", (0, 2**31 - 1)),
+    Param(
+        "episode_seed",
+        -1,
+        "reseed the human's draws with this at each reset, as offline (the session manager sets it to the "
+        "episode's seed); -1: one stream across episodes",
+        (-1, 2**31 - 1),
+    ),
     Param("enabled", True, "intervene at all (false: publish an untouched gamepad, for evaluation)"),
 )
 
@@ -136,7 +143,8 @@ class SimulatedHumanNode(Node):
                 response.success = False
                 response.message = f"fitting the mental model on {self.busy or '?'}; try again"
                 return response
-            self.human.reset()
+            episode_seed = int(self.get_parameter("episode_seed").value)
+            self.human.reset(episode_seed if episode_seed >= 0 else None)
             self.last_joy = None
         response.success, response.message = True, f"human ready (mental model of {self.fitted_for})"
         return response

@@ -21,6 +21,7 @@ from mile_ros.baselines import default_config
 from mile_ros.graph.training import train_from_bags
 from mile_ros.learning import MileConfig
 from mile_ros.nodes.common import Param, declare_parameters, publisher
+from mile_ros.seeds import update_seed
 
 # The benchmark's default MILE for iterative Metaworld sessions (docs/results.md), so that the graph
 # and the offline experiments train the same way unless a parameter file says otherwise.
@@ -51,7 +52,7 @@ PARAMETERS = (
         (0.0, 1e3),
     ),
     Param("val_fraction", 0.0, "fraction of episodes held out: NLL reported, used by select_best", (0.0, 0.9)),
-    Param("seed", 0, "training seed", (0, 2**31 - 1)),
+    Param("seed", 0, "base training seed: update n trains with 1000 * seed + n, as the benchmark", (0, 1_000_000)),
     Param("threads", 0, "torch threads while training; 0: torch's default", (0, 256)),
 )
 
@@ -69,7 +70,7 @@ class TrainerNode(Node):
             Trigger, "/trainer/train", self.on_train, callback_group=MutuallyExclusiveCallbackGroup()
         )
 
-    def config(self) -> MileConfig:
+    def config(self, update: int) -> MileConfig:
         p = self.p
         return MileConfig(
             epochs=p["epochs"],
@@ -81,7 +82,7 @@ class TrainerNode(Node):
             sigma=p["sigma"],
             lambda_mental=p["lambda_mental"],
             val_fraction=p["val_fraction"],
-            seed=p["seed"],
+            seed=update_seed(p["seed"], update),
         )
 
     def on_train(self, request, response):
@@ -103,7 +104,7 @@ class TrainerNode(Node):
                 self.p["bags_dir"],
                 start,
                 out_dir / f"update_{number:03d}.pt",
-                self.config(),
+                self.config(number),
                 threads=self.p["threads"] or None,
             )
         except Exception as exc:
