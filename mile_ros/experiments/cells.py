@@ -31,6 +31,7 @@ from .tasks import HumanSetup, TaskSetup, build_human, expert_demos
 
 __all__ = ["Cell", "TrainingDivergedError", "run_cell"]
 
+
 class TrainingDivergedError(RuntimeError):
     """A method returned a policy with NaN or infinite weights."""
 
