@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from mile_ros.graph.joy_mapping import load_joy_mapping
 from mile_ros.graph.topics import ACTION_NAMES
 from mile_ros.learning import MileCheckpoint, Spec, build_policy
 from mile_ros.nodes.common import stamp_ns, to_time, vector_msg
-from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+from mile_ros.nodes.probe import NodeProcess, Probe, may_use_realtime, thread_niceness, thread_stat, unique_domain_id
 
 MAX_JUMP = 0.2
 WATCHDOG = 0.3
@@ -141,35 +139,11 @@ def test_killed_policy_process_leads_to_hold(graph):
         if killed_at is not None and time.monotonic() - killed_at > 2.0:
             break
     assert killed_at is not None, "the policy never drove the robot"
-    holds = [
-        t for t, m in probe.received["/mile/executed_action"] if m.header.frame_id == "hold" and t > killed_at
-    ]
+    holds = [t for t, m in probe.received["/mile/executed_action"] if m.header.frame_id == "hold" and t > killed_at]
     assert holds, "no hold after the policy died"
     assert holds[0] - killed_at <= WATCHDOG + 0.25, f"hold came {holds[0] - killed_at:.3f} s after the kill"
     after = [m for t, m in probe.received["/mile/executed_action"] if t > killed_at + WATCHDOG + 0.25]
     assert after and all(m.header.frame_id == "hold" for m in after)
-
-
-def thread_stat(pid: int, field: int) -> dict[str, int]:
-    """One numeric field of /proc/PID/task/TID/stat for every thread of ``pid``, by thread name and id
-    (``field`` counted from 1 as in proc(5))."""
-    out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        stat = (task / "stat").read_text()
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        out[f"{name}/{task.name}"] = int(stat[stat.rindex(")") + 2 :].split()[field - 3])
-    return out
-
-
-def thread_niceness(pid: int) -> dict[str, int]:
-    """Niceness of every thread of ``pid`` (Linux keeps one per thread)."""
-    return thread_stat(pid, 19)
-
-
-def may_use_realtime() -> bool:
-    """Whether this machine lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
-    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
-    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread niceness is read from Linux /proc")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from std_msgs.msg import String
 
 from mile_ros.learning import FrameStacker, MileCheckpoint, Spec, build_policy, load_checkpoint
 from mile_ros.nodes.common import stamp_ns, vector_msg
-from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+from mile_ros.nodes.probe import NodeProcess, Probe, may_use_realtime, thread_stat, unique_domain_id
 
 OBS = 39
 
@@ -110,3 +111,33 @@ def test_policy_node_swaps_checkpoints_without_a_gap(tmp_path):
     finally:
         node.stop()
         probe.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread scheduling is read from Linux /proc")
+def test_policy_node_realtime_priority_reaches_every_thread_or_warns(tmp_path):
+    """Its publish must not be preempted (docs/architecture.md): with the privilege every thread runs
+    SCHED_FIFO at the priority; without it the node says so and still proposes actions."""
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    params = {"checkpoint": str(make_ckpt(tmp_path / "a.pt", 0, False)), "realtime_priority": 3}
+    node = NodeProcess("policy_node", domain, params, tmp_path)
+    try:
+        probe.listen("/mile/proposed_action")
+        probe.wait_matched("/robot/state", timeout=60)
+        probe.wait_for(lambda: "dds" in " ".join(thread_stat(node.proc.pid, 19)), 30, "the DDS threads")
+        policy = thread_stat(node.proc.pid, 41)  # SCHED_FIFO is 1, normal scheduling 0
+        if may_use_realtime():
+            assert set(policy.values()) == {1} and set(thread_stat(node.proc.pid, 40).values()) == {3}, policy
+        else:
+            assert set(policy.values()) == {0}, policy
+            assert "could not set real-time priority 3" in node.output()
+        names, stamps = [f"obs_{i:02d}" for i in range(OBS)], iter(range(1_000_000_000, 2_000_000_000, 50_000_000))
+
+        def proposed() -> bool:  # states are best effort: send until one is answered
+            probe.publish("/robot/state", vector_msg(next(stamps), names, np.zeros(OBS)))
+            return bool(probe.messages("/mile/proposed_action"))
+
+        probe.wait_for(proposed, 20, "a proposal")
+    finally:
+        probe.close()
+        node.stop()

@@ -36,6 +36,12 @@ def add_to(benches: argparse._SubParsersAction) -> None:
         default=50,
         help="loop part: arbitration's SCHED_FIFO priority, realtime_priority, as in config/ (50; 0: off)",
     )
+    p.add_argument(
+        "--policy-rt",
+        type=int,
+        default=40,
+        help="loop part: the policy node's SCHED_FIFO priority, realtime_priority, as in config/ (40; 0: off)",
+    )
     p.add_argument("--image-rate", type=float, default=30.0, help="recorder part: image rate, Hz (default 30)")
     p.set_defaults(func=run)
 
@@ -89,7 +95,7 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
             },
             work,
         ),
-        NodeProcess("policy_node", domain, {"checkpoint": str(ckpt)}, work),
+        NodeProcess("policy_node", domain, {"checkpoint": str(ckpt), "realtime_priority": args.policy_rt}, work),
         NodeProcess(
             "arbitration_node",
             domain,

@@ -6,7 +6,6 @@ is executed once a Joy stamped at or after it has arrived, or after ``teleop_wai
 
 from __future__ import annotations
 
-import os
 import sys
 
 from rclpy.clock import Clock, ClockType
@@ -18,10 +17,12 @@ from mile_ros.graph.arbitration import Arbiter, ArbitrationConfig, Command, safe
 from mile_ros.graph.joy_mapping import load_joy_mapping
 from mile_ros.graph.topics import ACTION_NAMES, SOURCE_HOLD
 from mile_ros.nodes.common import (
+    SCHEDULING_PARAMETERS,
     Param,
     declare_parameters,
     monotonic,
     publisher,
+    set_scheduling,
     stamp_ns,
     subscription,
     vector_msg,
@@ -53,38 +54,17 @@ PARAMETERS = (
         "lockstep: longest wait for that Joy before deciding with the latest one",
         (0.0, 10.0),
     ),
-    Param(
-        "nice",
-        0,
-        "scheduling niceness of the node's thread; negative runs it ahead of the busy nodes (needs CAP_SYS_NICE)",
-        (-20, 19),
-    ),
-    Param(
-        "realtime_priority",
-        0,
-        "SCHED_FIFO priority of every thread of the node (1-98, preempts all normal tasks; needs "
-        "CAP_SYS_NICE or an rtprio limit); 0: normal scheduling with `nice`",
-        (0, 98),
-    ),
+    *SCHEDULING_PARAMETERS,
 )
-
-
-def _thread_ids() -> list[int]:
-    """This process's threads (Linux); elsewhere just the calling one (0)."""
-    try:
-        return [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        return [0]
 
 
 class ArbitrationNode(Node):
     def __init__(self) -> None:
         super().__init__("arbitration_node")
         p = declare_parameters(self, PARAMETERS)
-        if p["nice"]:
-            self.set_niceness(int(p["nice"]))
-        if p["realtime_priority"]:
-            self.set_realtime(int(p["realtime_priority"]))
+        # On 2 shared cores the proposal waits for a CPU behind rendering and the networks: this
+        # node's few microseconds per message go first (measured in docs/architecture.md).
+        set_scheduling(self, int(p["nice"]), int(p["realtime_priority"]))
         self.arbiter = Arbiter(
             load_joy_mapping(p["joy_mapping"]),
             ArbitrationConfig(watchdog_timeout=p["watchdog_timeout_s"], max_jump=p["max_jump"]),
@@ -103,35 +83,6 @@ class ArbitrationNode(Node):
         # A steady clock: under use_sim_time a node timer stops with simulated time, the watchdog must not.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(1.0 / p["watchdog_rate_hz"], self.on_watchdog, clock=steady)
-
-    def set_niceness(self, nice: int) -> None:
-        """On 2 shared cores the proposal waits for a CPU behind rendering and the networks: this
-        node's few microseconds of work go first (measured in docs/architecture.md).
-
-        Linux keeps a niceness per thread. The DDS threads that receive the proposal and wake the
-        executor already exist (made with the node), so every thread of the process gets it, not
-        only the one that spins; threads made later inherit it from their creator.
-        """
-        try:
-            for tid in _thread_ids():
-                os.setpriority(os.PRIO_PROCESS, tid, nice)
-        except (PermissionError, OSError) as exc:
-            now = os.getpriority(os.PRIO_PROCESS, 0)
-            self.get_logger().warning(f"could not set niceness {nice} ({exc}); running at {now}")
-
-    def set_realtime(self, priority: int) -> None:
-        """Real-time FIFO scheduling for every thread (as ``set_niceness``): a woken DDS or executor
-        thread of this node then runs before any normal task, instead of queueing behind rendering
-        and the networks for a share of the core. The node's work per message is microseconds, and
-        the kernel's real-time throttling keeps a share of each second for normal tasks anyway.
-        """
-        try:
-            for tid in _thread_ids():
-                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
-        except (PermissionError, OSError) as exc:
-            self.get_logger().warning(
-                f"could not set real-time priority {priority} ({exc}); running with normal scheduling"
-            )
 
     def on_proposal(self, msg) -> None:
         stamp = stamp_ns(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -26,11 +27,13 @@ from mile_ros.graph.launcher import catch_sigint
 from mile_ros.graph.topics import TOPICS
 
 __all__ = [
+    "SCHEDULING_PARAMETERS",
     "Param",
     "call_service",
     "declare_parameters",
     "qos",
     "run_node",
+    "set_scheduling",
     "stamp_ns",
     "to_time",
     "vector_msg",
@@ -110,6 +113,59 @@ def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
         if p.choices is not None and out[p.name] not in p.choices:
             raise ValueError(f"parameter {p.name}: {out[p.name]!r} is not one of {', '.join(p.choices)}")
     return out
+
+
+
+SCHEDULING_PARAMETERS = (
+    Param(
+        "nice",
+        0,
+        "scheduling niceness of the node's threads; negative runs it ahead of the busy nodes (needs CAP_SYS_NICE)",
+        (-20, 19),
+    ),
+    Param(
+        "realtime_priority",
+        0,
+        "SCHED_FIFO priority of every thread of the node (1-98, preempts all normal tasks; needs "
+        "CAP_SYS_NICE or an rtprio limit); 0: normal scheduling with `nice`",
+        (0, 98),
+    ),
+)
+
+
+def _thread_ids() -> list[int]:
+    """This process's threads (Linux); elsewhere just the calling one (0)."""
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+def set_scheduling(node: Node, nice: int = 0, realtime_priority: int = 0) -> None:
+    """Niceness and/or real-time FIFO priority for every thread of this process, for the nodes on
+    the control path (the ``SCHEDULING_PARAMETERS``).
+
+    Linux schedules threads, not processes: the DDS threads that receive a message and wake the
+    executor already exist once the node is made, so each thread gets the setting; threads made
+    later inherit it from their creator. Under FIFO a woken thread runs before any normal task
+    instead of queueing behind rendering and the networks; the kernel's real-time throttling still
+    keeps a share of each second for normal tasks. Without the privilege the node warns and runs on.
+    """
+    if nice:
+        try:
+            for tid in _thread_ids():
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except (PermissionError, OSError) as exc:
+            now = os.getpriority(os.PRIO_PROCESS, 0)
+            node.get_logger().warning(f"could not set niceness {nice} ({exc}); running at {now}")
+    if realtime_priority:
+        try:
+            for tid in _thread_ids():
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(realtime_priority))
+        except (PermissionError, OSError) as exc:
+            node.get_logger().warning(
+                f"could not set real-time priority {realtime_priority} ({exc}); running with normal scheduling"
+            )
 
 
 def stamp_ns(msg: Any) -> int:

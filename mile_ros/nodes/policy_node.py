@@ -20,10 +20,12 @@ from mile_ros.graph.obs_join import PoseJoiner
 from mile_ros.graph.policy_swap import SwappablePolicy
 from mile_ros.graph.topics import ACTION_NAMES
 from mile_ros.nodes.common import (
+    SCHEDULING_PARAMETERS,
     Param,
     declare_parameters,
     monotonic,
     publisher,
+    set_scheduling,
     stamp_ns,
     subscription,
     vector_msg,
@@ -49,6 +51,7 @@ PARAMETERS = (
         "r3m+ee: refuse an embedding stamped this much older than the newest pose (encoder behind), s",
         (0.01, 60.0),
     ),
+    *SCHEDULING_PARAMETERS,
 )
 
 
@@ -88,6 +91,9 @@ class PolicyNode(Node):
             raise ValueError(f"obs_source must be 'state' or 'r3m+ee', got {self.obs_source!r}")
         subscription(self, "/mile/checkpoint", self.on_checkpoint)
         self.create_service(Trigger, "/policy/reset", self.on_reset)
+        # Measured (docs/architecture.md): the proposal -> executed tail is this node preempted
+        # while it publishes; a real-time priority below arbitration's takes it away.
+        set_scheduling(self, int(p["nice"]), int(p["realtime_priority"]))
         self.pub_active.publish(String(data=self.policy.path))
 
     def on_state(self, msg) -> None:

@@ -31,7 +31,7 @@ from mile_ros.graph.topics import TOPICS
 from mile_ros.nodes.common import call_service, qos
 from mile_ros.nodes.msgtypes import msg_class
 
-__all__ = ["NodeProcess", "Probe", "ros_env", "unique_domain_id"]
+__all__ = ["NodeProcess", "Probe", "may_use_realtime", "ros_env", "thread_niceness", "thread_stat", "unique_domain_id"]
 
 _counter = itertools.count()
 
@@ -45,6 +45,28 @@ def ros_env(domain_id: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
     return env
+
+
+def thread_stat(pid: int, field: int) -> dict[str, int]:
+    """One numeric field of /proc/PID/task/TID/stat for every thread of ``pid``, by thread name and id
+    (``field`` counted from 1 as in proc(5))."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        out[f"{name}/{task.name}"] = int(stat[stat.rindex(")") + 2 :].split()[field - 3])
+    return out
+
+
+def thread_niceness(pid: int) -> dict[str, int]:
+    """Niceness of every thread of ``pid`` (Linux keeps one per thread)."""
+    return thread_stat(pid, 19)
+
+
+def may_use_realtime() -> bool:
+    """Whether this machine lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
 class NodeProcess:
