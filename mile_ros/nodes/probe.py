@@ -31,7 +31,16 @@ from mile_ros.graph.topics import TOPICS
 from mile_ros.nodes.common import call_service, qos
 from mile_ros.nodes.msgtypes import msg_class
 
-__all__ = ["NodeProcess", "Probe", "may_use_realtime", "ros_env", "thread_niceness", "thread_stat", "unique_domain_id"]
+__all__ = [
+    "NodeProcess",
+    "Probe",
+    "may_use_realtime",
+    "realtime_problem",
+    "ros_env",
+    "thread_niceness",
+    "thread_stat",
+    "unique_domain_id",
+]
 
 _counter = itertools.count()
 
@@ -67,6 +76,22 @@ def may_use_realtime() -> bool:
     """Whether this machine lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
     probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
     return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+def realtime_problem(node: NodeProcess, priority: int) -> str | None:
+    """What is wrong with ``node``'s scheduling after asking for ``realtime_priority: priority``, or
+    None: every thread SCHED_FIFO at that priority where the machine allows it, else every thread on
+    normal scheduling and the node's warning in its output. Call once the DDS threads exist."""
+    policy = thread_stat(node.proc.pid, 41)  # SCHED_FIFO is 1, normal scheduling 0
+    if may_use_realtime():
+        prio = thread_stat(node.proc.pid, 40)
+        if set(policy.values()) != {1} or set(prio.values()) != {priority}:
+            return f"not every thread SCHED_FIFO at {priority}: policies {policy}, priorities {prio}"
+    else:
+        warned = f"could not set real-time priority {priority}" in node.output()
+        if set(policy.values()) != {0} or not warned:
+            return f"no FIFO privilege: expected normal scheduling and a warning; policies {policy}, warned {warned}"
+    return None
 
 
 class NodeProcess:
