@@ -91,6 +91,7 @@ def test_iterative_and_prediction_experiments_run_and_resume_a_partial_plan(out)
         its = [r for r in rows if r["method"] == method]
         assert [r["iteration"] for r in its] == ["0", "1", "2"]
         assert int(its[2]["steps_total"]) > int(its[1]["steps_total"]) > 0  # the record grows
+    replay_reproduces_the_cell(out, [r for r in rows if r["method"] == "mile@discrete_form=authors"])
     benchmark(out, "--experiment", "prediction", "--seeds", "0", "--iterations", "3", "--episodes", "2")
     pred = read(out / "prediction.csv")
     assert {r["predictor"] for r in pred} == {"mile", "nn_classifier", "majority", "simulated_human"}
@@ -100,6 +101,34 @@ def test_iterative_and_prediction_experiments_run_and_resume_a_partial_plan(out)
     majority = [r for r in pred if r["predictor"] == "majority"]
     assert all(float(r["balanced_accuracy"]) == 0.5 for r in majority)
     assert "## prediction" in (out / "prediction_summary.md").read_text()
+
+
+def replay(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "mile_ros.cli.main", "replay", "--task", TASK, "--preset", "smoke", *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+
+
+def replay_reproduces_the_cell(out: Path, cell_rows: list[dict[str, str]]) -> None:
+    """The saved record, retrained with the cell's own method and seed, gives the cell's figures."""
+    method = cell_rows[0]["method"]
+    record = out / "records" / TASK / f"iterative-{method}-s0.npz"
+    assert record.is_file()
+    common = ["--init", str(out / "cache" / TASK / "init.pt"), "--seed", "0", "--episodes", "2"]
+    table = out / "replay.md"
+    args = ["--record", str(record), "--methods", method, "hg_dagger", "--iterations", "1", "2"]
+    proc = replay(*args, "--out", str(table), *common)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line.split("|")[1:-1] for line in table.read_text().splitlines()[2:]]
+    got = {(c[0].strip(), c[1].strip()): c for c in lines}
+    assert len(got) == 4
+    for row in cell_rows[1:]:
+        mine = got[(method, row["iteration"])]
+        assert int(mine[2]) == int(row["steps_total"])
+        assert mine[5].strip() == f"{float(row['mean_return']):.1f}", (mine, row["mean_return"])
+    bad = replay("--record", str(record), "--methods", method, "--iterations", "3", *common)
+    assert bad.returncode == 2 and "not in the record" in bad.stderr, bad.stderr
 
 
 def test_bad_arguments_are_refused_with_a_message(tmp_path):

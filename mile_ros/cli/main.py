@@ -17,6 +17,7 @@ SUBCOMMANDS = (
     "bench",  # speed benchmarks: training, encoder
     "init_policy",  # mediocre initial policies for the simulation tasks
     "experiment",  # the paper's simulation experiments: mile-ros benchmark
+    "replay",  # retrain methods on a benchmark cell's saved record
     "sim",  # the simulated intervention session on the ROS 2 graph
     "train",  # the trainer, once, on a directory of bags
     "doctor",  # checks a machine before a real-robot session

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from .metrics import prediction_scores
 from .presets import ExperimentPreset, parse_method
 from .tasks import HumanSetup, TaskSetup, build_human, expert_demos
 
-__all__ = ["Cell", "TrainingDivergedError", "run_cell"]
+__all__ = ["Cell", "TrainingDivergedError", "record_path", "run_cell"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -56,6 +57,12 @@ class Cell:
         return (self.experiment, self.task, self.method, str(self.seed), str(self.demos))
 
 
+def record_path(records: Path, cell: Cell) -> Path:
+    """Where a cell keeps its intervention record (``mile-ros replay`` retrains on it)."""
+    demos = f"-d{cell.demos}" if cell.demos else ""
+    return Path(records) / cell.task / f"{cell.experiment}-{cell.method}-s{cell.seed}{demos}.npz"
+
+
 def _collect(env, policy: MileCheckpoint, human, cell: Cell, iteration: int) -> list[Episode]:
     runner = PolicyRunner(policy)
     seeds = [collect_seed(cell.seed, cell.episodes, iteration - 1, k) for k in range(cell.episodes)]
@@ -80,8 +87,13 @@ def _train(method: str, data: InterventionDataset, current: MileCheckpoint, cell
     return trained
 
 
-def run_cell(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset: ExperimentPreset) -> list[dict[str, Any]]:
+def run_cell(
+    cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset: ExperimentPreset, records: Path | None = None
+) -> list[dict[str, Any]]:
     """Run one cell; returns its rows (one per iteration, or per predictor and iteration).
+
+    With ``records``, the cell's whole record is written there after every iteration
+    (:func:`record_path`; episode ``k`` of iteration ``i`` has id ``episodes * (i - 1) + k``).
 
     A cell that fails (e.g. a method whose training diverges) keeps the rows it finished and ends
     with a row whose ``error`` says what happened, so one bad cell does not stop a long run and
@@ -93,7 +105,7 @@ def run_cell(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset: Exper
         if cell.experiment == "prediction":
             _run_prediction(cell, task, human_setup, preset, rows)
         else:
-            _run_iterative(cell, task, human_setup, preset, rows)
+            _run_iterative(cell, task, human_setup, preset, rows, records)
     except Exception as exc:
         last = rows[-1]["iteration"] if rows else 0
         error = f"{type(exc).__name__}: {exc}"
@@ -119,7 +131,7 @@ def _base_row(cell: Cell, task: TaskSetup, human_setup: HumanSetup) -> dict[str,
     }
 
 
-def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset, rows: list) -> None:
+def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset, rows: list, records) -> None:
     started = time.perf_counter()
     env = make_env(cell.task, seed=cell.seed)
     rows.append(
@@ -153,6 +165,8 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             episodes = _collect(env, current, human, cell, it)
             parts.append(_as_dataset(episodes, cell.episodes * (it - 1)))
             data = InterventionDataset.concatenate(parts)
+            if records is not None:
+                data.save(record_path(records, cell))
             new_int = sum(ep.intervention_count for ep in episodes)
             intervened += new_int
             t1 = time.perf_counter()

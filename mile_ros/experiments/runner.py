@@ -1,7 +1,8 @@
 """The benchmark driver: cells over a process pool, a resumable CSV, progress on the terminal.
 
 Phase 1 prepares each task (initial policy, evaluations) and each task x seed (simulated human),
-cached under ``OUT/cache``. Phase 2 runs the cells. A cell's rows are appended to
+cached under ``OUT/cache``. Phase 2 runs the cells; each keeps its intervention record under
+``OUT/records`` (for ``mile-ros replay``). A cell's rows are appended to
 ``OUT/<experiment>.csv`` only when the whole cell is done, so an interrupted run loses at most the
 cells in flight, and a rerun with the same ``--out`` skips the cells already in the CSV.
 """
@@ -195,7 +196,7 @@ def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO 
                 f"  {task} seed {seed}: simulated human cost {setup.cost:.3g} [{_fmt(setup.seconds)}]",
                 file=log,
             )
-        jobs = [(c, tasks[c.task], humans[(c.task, c.seed)], preset) for c in todo]
+        jobs = [(c, tasks[c.task], humans[(c.task, c.seed)], preset, out / "records") for c in todo]
         cell_started = time.perf_counter()
         for i, ((cell, *_), rows) in enumerate(_map(pool, run_cell, jobs), 1):
             append_rows(csv_path, rows)

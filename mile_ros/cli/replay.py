@@ -1,0 +1,63 @@
+"""``mile-ros replay``: retrain methods on one benchmark cell's saved record and evaluate them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "replay",
+        help="retrain methods on a benchmark cell's saved record",
+        description=(
+            "Train each method on the record's episodes up to each given iteration (from the initial "
+            "policy) and evaluate it on the benchmark's evaluation episodes. Records are written by "
+            "mile-ros benchmark under OUT/records/<task>/."
+        ),
+    )
+    p.add_argument("--record", type=Path, required=True, help="a cell's record (.npz)")
+    p.add_argument("--task", required=True, help="the record's task")
+    p.add_argument("--init", type=Path, required=True, help="the initial policy (OUT/cache/<task>/init.pt)")
+    p.add_argument("--methods", nargs="+", required=True, help="methods, optionally with overrides: mile@lr=5e-6")
+    p.add_argument("--iterations", nargs="+", type=int, required=True, help="train on the record up to these")
+    p.add_argument("--seed", type=int, required=True, help="the cell's seed (sets the update seeds)")
+    p.add_argument("--episodes", type=int, default=1, help="the cell's episodes per iteration")
+    p.add_argument("--demos", type=int, default=0, help="expert demonstrations given to the baselines")
+    p.add_argument("--preset", default="quick", help="the cell's preset (quick, smoke or paper)")
+    p.add_argument("--out", type=Path, help="also write the table here (markdown)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mile_ros.baselines import METHODS
+    from mile_ros.experiments import get_preset, parse_method
+    from mile_ros.experiments.replay import replay_record, replay_table
+    from mile_ros.learning import CheckpointError, DatasetError, InterventionDataset, load_checkpoint
+    from mile_ros.sim import valid_tasks
+
+    try:
+        preset = get_preset(args.preset)
+        for m in args.methods:
+            name, _ = parse_method(m)
+            if name not in METHODS:
+                raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+        if args.task not in valid_tasks():
+            raise ValueError(f"unknown task {args.task!r}; e.g. drawer-open-v3, peg-insert-side-v3, LunarLander-v3")
+        if not args.record.is_file():
+            raise ValueError(f"no record at {args.record}")
+        record = InterventionDataset.load(args.record)
+        init = load_checkpoint(args.init)
+        rows = replay_record(
+            record, args.task, init, args.methods, args.iterations, preset, args.seed, args.episodes, args.demos
+        )
+    except (ValueError, DatasetError, CheckpointError) as exc:
+        print(f"mile-ros replay: {exc}", file=sys.stderr)
+        return 2
+    table = replay_table(rows)
+    print(table, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(table)
+    return 0

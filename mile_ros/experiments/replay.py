@@ -1,0 +1,101 @@
+"""Retrain methods on a benchmark cell's saved record, iteration by iteration, and evaluate them.
+
+Every method then learns from exactly the same steps (the record the cell's own method collected),
+so a difference between methods, or between settings of one method, is the learner's alone. With
+the cell's own method, seed and preset, the replay reproduces the cell's success figures exactly
+(same data, same update seeds, same evaluation episodes). Each iteration retrains a clone of the
+initial policy on the record's episodes up to that iteration, as the benchmark's default
+``--train-from initial`` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mile_ros import baselines
+from mile_ros.learning import InterventionDataset, MileCheckpoint
+from mile_ros.seeds import EVAL_SEED, update_seed
+from mile_ros.sim import evaluate, make_env
+
+from .presets import ExperimentPreset, parse_method
+from .tasks import expert_demos
+
+__all__ = ["record_iterations", "replay_record", "replay_table"]
+
+
+def record_iterations(record: InterventionDataset, episodes_per_iteration: int) -> int:
+    """How many iterations a cell's record holds (its episode ids run from 0)."""
+    if episodes_per_iteration < 1:
+        raise ValueError("episodes_per_iteration must be at least 1")
+    if len(record) == 0:
+        raise ValueError("the record is empty")
+    return int(record.episode.max()) // episodes_per_iteration + 1
+
+
+def replay_record(
+    record: InterventionDataset,
+    task: str,
+    init: MileCheckpoint,
+    methods: Sequence[str],
+    iterations: Sequence[int],
+    preset: ExperimentPreset,
+    seed: int,
+    episodes_per_iteration: int = 1,
+    demos: int = 0,
+) -> list[dict[str, Any]]:
+    """One row per method and iteration: success, return and training time on the record up to it."""
+    torch.set_num_threads(1)  # as a benchmark cell: the same arithmetic, hence the same figures
+    total = record_iterations(record, episodes_per_iteration)
+    bad = [i for i in iterations if not 1 <= i <= total]
+    if bad:
+        raise ValueError(f"iterations {bad} are not in the record (it holds iterations 1..{total})")
+    demo_data = None
+    if demos:
+        env = make_env(task, seed=seed)
+        try:
+            demo_data = expert_demos(task, demos, env)
+        finally:
+            env.close()
+    rows = []
+    for it in iterations:
+        data = record.select(np.flatnonzero(record.episode < it * episodes_per_iteration))
+        for spec in methods:
+            name, extra = parse_method(spec)
+            overrides = {**preset.overrides(name), **extra, "seed": update_seed(seed, it)}
+            config = baselines.default_config(name, task, iterative=total > 1, **overrides)
+            t = time.perf_counter()
+            trained = baselines.train(name, data, init, config, demos=demo_data if name != "mile" else None)
+            train_s = time.perf_counter() - t
+            result = evaluate(task, trained, preset.eval_episodes, seed=EVAL_SEED, workers=1)
+            rows.append(
+                {
+                    "method": spec,
+                    "iteration": it,
+                    "steps_total": len(data),
+                    "intervened_steps": int(data.intervention.sum()),
+                    "success_rate": result.success_rate,
+                    "success_se": result.success_se,
+                    "mean_return": result.mean_return,
+                    "train_s": train_s,
+                }
+            )
+    return rows
+
+
+def replay_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of :func:`replay_record`'s rows."""
+    lines = [
+        "| method | iteration | steps | intervened | success | return | train (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['iteration']} | {r['steps_total']} | {r['intervened_steps']} |"
+            f" {r['success_rate']:.2f} ± {r['success_se']:.2f} | {r['mean_return']:.1f} | {r['train_s']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
