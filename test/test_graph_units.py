@@ -25,9 +25,7 @@ def test_joy_encode_reads_back_the_action(name):
     ]:
         axes, buttons = mapping.encode(action, ["takeover"])
         assert len(axes) == mapping.axes_count and len(buttons) == mapping.buttons_count
-        np.testing.assert_allclose(
-            mapping.action(np.float32(axes)), action, atol=1e-6
-        )  # Joy axes are float32
+        np.testing.assert_allclose(mapping.action(np.float32(axes)), action, atol=1e-6)  # Joy axes are float32
         assert mapping.pressed(buttons, "takeover") and not mapping.pressed(buttons, "success")
 
 
@@ -114,3 +112,48 @@ def test_session_plan_resume_and_metrics(tmp_path):
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("iteration,")
     with pytest.raises(ValueError, match="same settings"):
         SessionState.open(tmp_path, SessionConfig(iterations=2, episodes=3), "drawer-open-v3")
+
+
+def test_checkpoint_swap_loads_on_normal_scheduling(tmp_path):
+    """A swap started from a SCHED_FIFO control thread (the policy node with realtime_priority) loads
+    in a thread on normal scheduling, then acts with the new weights."""
+    import os
+    import threading
+
+    import torch
+
+    from mile_ros.graph.policy_swap import SwappablePolicy
+    from mile_ros.learning import MileCheckpoint, Spec, build_policy
+    from mile_ros.nodes.probe import may_use_realtime
+
+    spec = Spec(5, 2, action_low=(-1, -1), action_high=(1, 1))
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(MileCheckpoint(spec, build_policy(spec.stacked_dim, 2, False, (8,))).save(tmp_path / f"{seed}.pt"))
+    policy = SwappablePolicy.from_file(str(paths[0]))
+    frame = np.linspace(-1, 1, 5)
+    before = policy.act(frame)[0]
+    seen: dict = {}
+    done = threading.Event()
+
+    def loaded(path: str, error: str | None) -> None:  # runs in the loader thread
+        tid = threading.get_native_id()
+        seen.update(error=error, policy=os.sched_getscheduler(tid), nice=os.getpriority(os.PRIO_PROCESS, tid))
+        done.set()
+
+    realtime = may_use_realtime()
+
+    def control() -> None:
+        if realtime:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        policy.load_async(str(paths[1]), loaded)
+
+    thread = threading.Thread(target=control)
+    thread.start()
+    thread.join()
+    assert done.wait(30), "the checkpoint never loaded"
+    assert seen["error"] is None and policy.path == str(paths[1])
+    assert seen["policy"] == os.SCHED_OTHER and seen["nice"] >= 0, (seen, "FIFO granted" if realtime else "")
+    policy.reset()
+    assert not np.allclose(policy.act(frame)[0], before)

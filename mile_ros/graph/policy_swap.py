@@ -7,6 +7,8 @@ and after a load.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,21 @@ import numpy as np
 from mile_ros.learning import FrameStacker, MileCheckpoint, PolicyRunner, Spec, load_checkpoint
 
 __all__ = ["SwappablePolicy"]
+
+
+def _drop_to_normal_scheduling() -> None:
+    """Put the calling thread on normal scheduling at niceness >= 0.
+
+    A thread inherits its creator's scheduling: started from a control-path node running under
+    SCHED_FIFO or a negative niceness, a checkpoint load (bulk file and torch work) would outrank
+    rendering and the robot bridge on its core. Lowering one's own priority needs no privilege.
+    """
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: no sched_* off Linux
+        if os.sched_getscheduler(tid) != os.SCHED_OTHER:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        if os.getpriority(os.PRIO_PROCESS, tid) < 0:
+            os.setpriority(os.PRIO_PROCESS, tid, 0)
 
 
 class SwappablePolicy:
@@ -55,6 +72,7 @@ class SwappablePolicy:
         """Load ``path`` in a thread; swap it in when ready; call ``done(path, error_or_None)``."""
 
         def work() -> None:
+            _drop_to_normal_scheduling()
             try:
                 checkpoint = load_checkpoint(Path(path), expected=self.spec)
                 runner = self._runner(checkpoint)
