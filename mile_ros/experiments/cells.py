@@ -30,7 +30,7 @@ from .metrics import prediction_scores
 from .presets import ExperimentPreset, parse_method
 from .tasks import HumanSetup, TaskSetup, build_human, expert_demos
 
-__all__ = ["Cell", "TrainingDivergedError", "record_path", "run_cell"]
+__all__ = ["Cell", "TrainingDivergedError", "record_path", "run_cell", "train_for_cell"]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -73,7 +73,10 @@ def _as_dataset(episodes: list[Episode], first_id: int) -> InterventionDataset:
     return InterventionDataset.concatenate([ep.to_dataset(first_id + i) for i, ep in enumerate(episodes)])
 
 
-def _train(method: str, data: InterventionDataset, current: MileCheckpoint, cell: Cell, preset, it: int, demos):
+def train_for_cell(
+    method: str, data: InterventionDataset, current: MileCheckpoint, cell: Cell, preset, it: int, demos
+) -> MileCheckpoint:
+    """Train ``method`` as ``cell`` does at iteration ``it``: its preset, overrides and update seed."""
     name, extra = parse_method(method)
     overrides = {**preset.overrides(name), **extra, "seed": update_seed(cell.seed, it)}
     config = baselines.default_config(name, cell.task, iterative=cell.iterations > 1, **overrides)
@@ -171,7 +174,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             intervened += new_int
             t1 = time.perf_counter()
             start = init if cell.train_from == "initial" else current
-            current = _train(cell.method, data, start, cell, preset, it, demos)
+            current = train_for_cell(cell.method, data, start, cell, preset, it, demos)
             t2 = time.perf_counter()
             result = evaluate(cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1)
             t3 = time.perf_counter()
@@ -214,7 +217,7 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
                 past = InterventionDataset.concatenate(parts)
                 obs = new.stacked_observations()
                 model = current.intervention_model()
-                nn_ckpt = _train("bc_intervention", past, init, cell, preset, it, None)
+                nn_ckpt = train_for_cell("bc_intervention", past, init, cell, preset, it, None)
                 predictors = {
                     "mile": model.intervention_probability(torch.from_numpy(obs)).numpy(),
                     "nn_classifier": classifier_probability(nn_ckpt, obs),
@@ -235,6 +238,6 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
                     )
             parts.append(new)
             start = init if cell.train_from == "initial" else current
-            current = _train(cell.method, InterventionDataset.concatenate(parts), start, cell, preset, it, None)
+            current = train_for_cell(cell.method, InterventionDataset.concatenate(parts), start, cell, preset, it, None)
     finally:
         env.close()

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mile_ros import baselines
 from mile_ros.learning import InterventionDataset, MileCheckpoint
-from mile_ros.seeds import EVAL_SEED, update_seed
+from mile_ros.seeds import EVAL_SEED
 from mile_ros.sim import evaluate, make_env
 
-from .presets import ExperimentPreset, parse_method
+from .cells import Cell, train_for_cell
+from .presets import ExperimentPreset
 from .tasks import expert_demos
 
 __all__ = ["record_iterations", "replay_record", "replay_table"]
@@ -65,11 +65,9 @@ def replay_record(
     for it in iterations:
         data = record.select(np.flatnonzero(record.episode < it * episodes_per_iteration))
         for spec in methods:
-            name, extra = parse_method(spec)
-            overrides = {**preset.overrides(name), **extra, "seed": update_seed(seed, it)}
-            config = baselines.default_config(name, task, iterative=total > 1, **overrides)
+            cell = Cell("replay", task, spec, seed, iterations=total, episodes=episodes_per_iteration, demos=demos)
             t = time.perf_counter()
-            trained = baselines.train(name, data, init, config, demos=demo_data if name != "mile" else None)
+            trained = train_for_cell(spec, data, init, cell, preset, it, demo_data)
             train_s = time.perf_counter() - t
             result = evaluate(task, trained, preset.eval_episodes, seed=EVAL_SEED, workers=1)
             rows.append(
