@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module under ``mile_ros.cli`` and exposes
 ``register(subparsers) -> None``, which adds its parser and sets ``func`` to a callable taking the
-parsed arguments and returning an exit code. Modules are imported only when listed here.
+parsed arguments and returning an exit code.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 
 SUBCOMMANDS = (
-    "demo",  # offline MILE demo on data drawn from a known model
     "bench",  # speed benchmarks: training, encoder
     "init_policy",  # mediocre initial policies for the simulation tasks
     "experiment",  # the paper's simulation experiments: mile-ros benchmark
@@ -30,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"mile_ros.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"mile_ros.cli.{name}":
-                continue  # not written yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"mile_ros.cli.{name}").register(sub)
     return parser
 
 
