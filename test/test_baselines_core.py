@@ -91,6 +91,8 @@ def test_paper_hyperparameters_by_task():
     assert default_config("mile", "drawer-open-v3").lr == 5e-4
     assert default_config("mile", "drawer-open-v3", iterative=True).lr == 1e-4  # the authors' iterative rate
     assert default_config("mile", "LunarLander-v3", iterative=True).lr == 1e-3  # measured, not the paper's
+    assert default_config("mile", "peg-insert-side-v3", iterative=True).lr == 5e-6  # measured, not the paper's
+    assert default_config("mile", "peg-insert-side-v3").lr == 1e-4
     assert default_config("iwr", "LunarLander-v3").epochs == 200
     peg = default_config("mile", "peg-insert-side-v3")
     assert (peg.cost, peg.sigma, peg.lambda_mental) == (5.0, 5.0, 1.0)  # measured better than the paper's
