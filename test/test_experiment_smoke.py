@@ -101,6 +101,7 @@ def test_iterative_and_prediction_experiments_run_and_resume_a_partial_plan(out)
     majority = [r for r in pred if r["predictor"] == "majority"]
     assert all(float(r["balanced_accuracy"]) == 0.5 for r in majority)
     assert "## prediction" in (out / "prediction_summary.md").read_text()
+    assert (out / "records" / TASK / "prediction-mile-s0.npz").is_file()
 
 
 def replay(*args: str) -> subprocess.CompletedProcess:

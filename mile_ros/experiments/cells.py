@@ -106,7 +106,7 @@ def run_cell(
     rows: list[dict[str, Any]] = []
     try:
         if cell.experiment == "prediction":
-            _run_prediction(cell, task, human_setup, preset, rows)
+            _run_prediction(cell, task, human_setup, preset, rows, records)
         else:
             _run_iterative(cell, task, human_setup, preset, rows, records)
     except Exception as exc:
@@ -198,7 +198,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
         env.close()
 
 
-def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset, rows: list) -> None:
+def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset, rows: list, records) -> None:
     """MILE trained iteratively; before training on iteration k, every predictor (fit on iterations
     before k) scores iteration k's interventions. The simulated human's own P(I=1|s) is the ceiling.
     """
@@ -237,7 +237,10 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
                         }
                     )
             parts.append(new)
+            data = InterventionDataset.concatenate(parts)
+            if records is not None:
+                data.save(record_path(records, cell))
             start = init if cell.train_from == "initial" else current
-            current = train_for_cell(cell.method, InterventionDataset.concatenate(parts), start, cell, preset, it, None)
+            current = train_for_cell(cell.method, data, start, cell, preset, it, None)
     finally:
         env.close()
