@@ -1,4 +1,7 @@
-"""Task presets (``sim/<task>.yaml``): intervention model, expert noise, training and recipe settings.
+"""Task presets (``sim/<task>.yaml``): simulated human, expert noise and initial-policy recipe.
+
+Training settings are not here: the benchmark's come from ``mile_ros.baselines.default_config``,
+the ROS trainer node's from its parameters (``config/sim.yaml``).
 
 Presets are read from the source tree's ``sim/`` folder when running from a checkout, else from the
 installed ``share/mile_ros/sim``. A Metaworld task without its own file uses ``default.yaml``.
