@@ -42,24 +42,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def check_names(methods: list[str], tasks: list[str]) -> None:
+    """Raise ValueError naming any unknown method (overrides allowed) or task."""
     from mile_ros.baselines import METHODS
-    from mile_ros.experiments import BenchmarkPlan, get_preset, parse_method, plan_cells, run_benchmark, write_report
-    from mile_ros.experiments.runner import check_settings
+    from mile_ros.experiments import parse_method
     from mile_ros.sim import valid_tasks
+
+    for m in methods:
+        name, _ = parse_method(m)
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    valid = set(valid_tasks())
+    bad = [t for t in tasks if t not in valid]
+    if bad:
+        raise ValueError(f"unknown task(s) {', '.join(bad)}; e.g. drawer-open-v3, peg-insert-side-v3, LunarLander-v3")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mile_ros.experiments import BenchmarkPlan, get_preset, plan_cells, run_benchmark, write_report
+    from mile_ros.experiments.runner import check_settings
 
     try:
         get_preset(args.preset)
-        for m in args.methods:
-            name, _ = parse_method(m)
-            if name not in METHODS:
-                raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-        valid = set(valid_tasks())
-        bad = [t for t in args.tasks if t not in valid]
-        if bad:
-            raise ValueError(
-                f"unknown task(s) {', '.join(bad)}; e.g. drawer-open-v3, peg-insert-side-v3, LunarLander-v3"
-            )
+        check_names(args.methods, args.tasks)
         if args.iterations < 1 or args.episodes < 1 or args.workers < 1:
             raise ValueError("--iterations, --episodes and --workers must be at least 1")
     except ValueError as exc:

@@ -31,20 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mile_ros.baselines import METHODS
-    from mile_ros.experiments import get_preset, parse_method
+    from mile_ros.cli.experiment import check_names
+    from mile_ros.experiments import get_preset
     from mile_ros.experiments.replay import replay_record, replay_table
     from mile_ros.learning import CheckpointError, DatasetError, InterventionDataset, load_checkpoint
-    from mile_ros.sim import valid_tasks
 
     try:
         preset = get_preset(args.preset)
-        for m in args.methods:
-            name, _ = parse_method(m)
-            if name not in METHODS:
-                raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-        if args.task not in valid_tasks():
-            raise ValueError(f"unknown task {args.task!r}; e.g. drawer-open-v3, peg-insert-side-v3, LunarLander-v3")
+        check_names(args.methods, [args.task])
         if not args.record.is_file():
             raise ValueError(f"no record at {args.record}")
         record = InterventionDataset.load(args.record)

@@ -115,7 +115,6 @@ def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
     return out
 
 
-
 SCHEDULING_PARAMETERS = (
     Param(
         "nice",
