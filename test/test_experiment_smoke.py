@@ -9,6 +9,7 @@ MILE's return after one round beat the initial policy's (-197 on evaluation seed
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -146,11 +147,14 @@ def test_bad_arguments_are_refused_with_a_message(tmp_path):
 
 
 def test_metaworld_continuous_methods_end_to_end(tmp_path):
-    """The continuous path on a real Metaworld task: Gaussian MILE, RLIF's SAC and weighted BC."""
+    """The continuous path on a real Metaworld task: Gaussian MILE, RLIF's SAC and weighted BC.
+
+    The simulated human gets its own probit scale here (``--human-sigma``), cached apart from the preset's.
+    """
     methods = ["mile@continuous_form=authors", "rlif", "iwr"]
     cmd = [sys.executable, "-m", "mile_ros.cli.main", "benchmark", "--experiment", "single"]
     cmd += ["--tasks", "button-press-v3", "--preset", "smoke", "--seeds", "0", "--episodes", "1"]
-    cmd += ["--methods", *methods, "--out", str(tmp_path)]
+    cmd += ["--methods", *methods, "--human-sigma", "20", "--out", str(tmp_path)]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"}
     )
@@ -162,3 +166,6 @@ def test_metaworld_continuous_methods_end_to_end(tmp_path):
     for row in final.values():
         assert 0.0 <= float(row["success_rate"]) <= 1.0
         assert int(row["steps_total"]) > 0 and float(row["train_s"]) > 0
+        assert float(row["human_sigma"]) == 20.0 and float(row["human_cost"]) > 0
+    human = json.loads((tmp_path / "cache" / "button-press-v3" / "human-smoke-sigma20-s0.json").read_text())
+    assert human["sigma"] == 20.0 and human["mental_path"].endswith("mental-smoke-sigma20-s0.pt")

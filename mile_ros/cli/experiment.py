@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="initial",
         help="each iteration trains from the initial policy (default) or continues from the method's last one",
     )
+    p.add_argument(
+        "--human-sigma",
+        type=float,
+        default=None,
+        help="the simulated human's probit scale (default: the task preset's); its cost is calibrated for it",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the summary and plots from the CSV")
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             args.preset,
             args.refit_mental,
             args.train_from,
+            args.human_sigma,
         )
         try:
             plan_cells(plan)

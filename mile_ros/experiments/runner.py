@@ -42,11 +42,12 @@ class BenchmarkPlan:
     preset: str = "quick"
     refit_mental: bool = False
     train_from: str = "initial"
+    human_sigma: float | None = None  # None: the task preset's probit scale
 
 
 TRAIN_FROM = ("initial", "previous")
 # Runs stored before a setting existed used what the code did then (they continued training).
-_SETTINGS_ADDED_LATER = {"train_from": "previous"}
+_SETTINGS_ADDED_LATER = {"train_from": "previous", "human_sigma": None}
 
 
 def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
@@ -55,6 +56,8 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
         raise ValueError(f"unknown experiment {plan.experiment!r}; choose from {', '.join(EXPERIMENTS)}")
     if plan.train_from not in TRAIN_FROM:
         raise ValueError(f"unknown train_from {plan.train_from!r}; choose from {', '.join(TRAIN_FROM)}")
+    if plan.human_sigma is not None and not (math.isfinite(plan.human_sigma) and plan.human_sigma > 0):
+        raise ValueError(f"the human's probit scale must be a positive number, got {plan.human_sigma}")
     iterations = 1 if plan.experiment == "single" else plan.iterations
     if plan.experiment == "prediction" and iterations < 2:
         raise ValueError("the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)")
@@ -86,6 +89,7 @@ def check_settings(out: Path, plan: BenchmarkPlan) -> None:
         "preset": plan.preset,
         "refit_mental": plan.refit_mental,
         "train_from": plan.train_from,
+        "human_sigma": plan.human_sigma,
     }
     if path.is_file():
         stored = json.loads(path.read_text())
@@ -136,11 +140,11 @@ def _task_job(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
     return prepare_task(task, preset, cache)
 
 
-def _human_job(task: str, seed: int, preset: ExperimentPreset, cache: Path) -> HumanSetup:
+def _human_job(task: str, seed: int, preset: ExperimentPreset, cache: Path, sigma: float | None) -> HumanSetup:
     import torch
 
     torch.set_num_threads(1)
-    return prepare_human(task, seed, preset, cache)
+    return prepare_human(task, seed, preset, cache, sigma)
 
 
 def _map(pool: ProcessPoolExecutor | None, fn: Callable, jobs: Iterable[tuple]) -> Iterable[tuple[tuple, Any]]:
@@ -190,10 +194,12 @@ def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO 
             )
         humans: dict[tuple[str, int], HumanSetup] = {}
         pairs = sorted({(c.task, c.seed) for c in todo})
-        for (task, seed, *_), setup in _map(pool, _human_job, [(t, s, preset, cache) for t, s in pairs]):
+        human_jobs = [(t, s, preset, cache, plan.human_sigma) for t, s in pairs]
+        for (task, seed, *_), setup in _map(pool, _human_job, human_jobs):
             humans[(task, seed)] = setup
             print(
-                f"  {task} seed {seed}: simulated human cost {setup.cost:.3g} [{_fmt(setup.seconds)}]",
+                f"  {task} seed {seed}: simulated human cost {setup.cost:.3g}, probit scale {setup.sigma:.3g}"
+                f" [{_fmt(setup.seconds)}]",
                 file=log,
             )
         jobs = [(c, tasks[c.task], humans[(c.task, c.seed)], preset, out / "records") for c in todo]

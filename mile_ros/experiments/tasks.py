@@ -116,21 +116,29 @@ def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
     return setup
 
 
-def prepare_human(task: str, seed: int, preset: ExperimentPreset, cache: Path) -> HumanSetup:
-    """The seed's simulated human: mental model of the initial policy and calibrated cost."""
+def prepare_human(
+    task: str, seed: int, preset: ExperimentPreset, cache: Path, sigma: float | None = None
+) -> HumanSetup:
+    """The seed's simulated human: mental model of the initial policy and calibrated cost.
+
+    ``sigma`` replaces the task preset's probit scale (the cost is calibrated for it); such a
+    human is cached under its own name, beside the preset's.
+    """
     folder = Path(cache) / task
-    info_path = folder / f"human-{preset.name}-s{seed}.json"
+    name = preset.name if sigma is None else f"{preset.name}-sigma{sigma:g}"
+    info_path = folder / f"human-{name}-s{seed}.json"
     if info_path.is_file():
         return HumanSetup(**json.loads(info_path.read_text()))
     started = time.perf_counter()
     init = load_checkpoint(folder / "init.pt")
     env = make_env(task, seed=seed)
+    overrides = {} if sigma is None else {"sigma": float(sigma)}
     try:
-        human, fit = make_simulated_human(task, init, env, seed=seed, rollouts=preset.mental_rollouts)
+        human, fit = make_simulated_human(task, init, env, seed=seed, rollouts=preset.mental_rollouts, **overrides)
     finally:
         env.close()
     mental_path = MileCheckpoint(init.spec, fit.net, meta={"role": "simulated human's mental model"}).save(
-        folder / f"mental-{preset.name}-s{seed}.pt"
+        folder / f"mental-{name}-s{seed}.pt"
     )
     setup = HumanSetup(
         task, seed, str(mental_path), human.cost, human.sigma, fit.rollouts, time.perf_counter() - started
