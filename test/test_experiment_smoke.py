@@ -140,6 +140,8 @@ def test_bad_arguments_are_refused_with_a_message(tmp_path):
         (["--methods", "dagger"], "unknown method"),
         (["--preset", "huge"], "unknown preset"),
         (["--methods", "mile@authors"], "key=value"),
+        (["--human", "min_takeover_steps=0"], "at least 1"),
+        (["--human", "sigma"], "key=value"),
     ):
         proc = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
@@ -149,12 +151,13 @@ def test_bad_arguments_are_refused_with_a_message(tmp_path):
 def test_metaworld_continuous_methods_end_to_end(tmp_path):
     """The continuous path on a real Metaworld task: Gaussian MILE, RLIF's SAC and weighted BC.
 
-    The simulated human gets its own probit scale here (``--human-sigma``), cached apart from the preset's.
+    The simulated human gets its own probit scale and held takeovers here (``--human``), cached apart
+    from the preset's.
     """
     methods = ["mile@continuous_form=authors", "rlif", "iwr"]
     cmd = [sys.executable, "-m", "mile_ros.cli.main", "benchmark", "--experiment", "single"]
     cmd += ["--tasks", "button-press-v3", "--preset", "smoke", "--seeds", "0", "--episodes", "1"]
-    cmd += ["--methods", *methods, "--human-sigma", "20", "--out", str(tmp_path)]
+    cmd += ["--methods", *methods, "--human", "sigma=20,min_takeover_steps=5", "--out", str(tmp_path)]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"}
     )
@@ -167,5 +170,8 @@ def test_metaworld_continuous_methods_end_to_end(tmp_path):
         assert 0.0 <= float(row["success_rate"]) <= 1.0
         assert int(row["steps_total"]) > 0 and float(row["train_s"]) > 0
         assert float(row["human_sigma"]) == 20.0 and float(row["human_cost"]) > 0
-    human = json.loads((tmp_path / "cache" / "button-press-v3" / "human-smoke-sigma20-s0.json").read_text())
-    assert human["sigma"] == 20.0 and human["mental_path"].endswith("mental-smoke-sigma20-s0.pt")
+        assert row["human_options"] == "min_takeover_steps=5,sigma=20"
+    cache = tmp_path / "cache" / "button-press-v3"
+    human = json.loads((cache / "human-smoke-min_takeover_steps5-sigma20-s0.json").read_text())
+    assert human["sigma"] == 20.0 and human["options"] == {"min_takeover_steps": 5, "sigma": 20}
+    assert human["mental_path"].endswith("mental-smoke-min_takeover_steps5-sigma20-s0.pt")

@@ -161,24 +161,32 @@ def test_runs_stored_before_train_from_existed_resume_only_as_previous(tmp_path)
         check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1))
 
 
-def test_the_humans_probit_scale_is_checked_and_part_of_the_stored_settings(tmp_path):
+def test_the_humans_options_are_checked_and_part_of_the_stored_settings(tmp_path):
     import json
 
     from mile_ros.experiments.runner import check_settings
 
-    for bad in (0.0, -5.0, math.nan, math.inf):
-        with pytest.raises(ValueError, match="probit scale must be a positive number"):
-            plan_cells(BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1, human_sigma=bad))
-    sharp = BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1, human_sigma=20.0)
-    check_settings(tmp_path, sharp)
-    with pytest.raises(ValueError, match=r"human_sigma 20.0 \(now None\)"):
+    for bad, message in (
+        ({"sigma": 0.0}, "must be a positive number"),
+        ({"sigma": math.nan}, "must be a positive number"),
+        ({"sigma": "wide"}, "must be a positive number"),
+        ({"min_takeover_steps": 0}, "at least 1"),
+        ({"min_takeover_steps": 2.5}, "at least 1"),
+        ({"action_mode": "telepathy"}, "action_mode must be one of eq3, expert"),
+        ({"patience": 3}, "unknown simulated-human option"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            plan_cells(BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1, human=bad))
+    held = BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1, human={"min_takeover_steps": 10})
+    check_settings(tmp_path, held)
+    with pytest.raises(ValueError, match=r"human \{'min_takeover_steps': 10\} \(now \{\}\)"):
         check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1))
-    # a run stored before the option existed used the preset's scale
+    # a run stored before the option existed used the presets' human
     old = {"iterations": 3, "episodes": 1, "preset": "quick", "refit_mental": False, "train_from": "initial"}
     (tmp_path / "iterative.settings.json").write_text(json.dumps(old))
     check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1))
-    with pytest.raises(ValueError, match=r"human_sigma None \(now 20.0\)"):
-        check_settings(tmp_path, sharp)
+    with pytest.raises(ValueError, match=r"human \{\} \(now \{'min_takeover_steps': 10\}\)"):
+        check_settings(tmp_path, held)
 
 
 def test_train_from_reaches_every_cell_and_rejects_unknown_values():

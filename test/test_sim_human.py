@@ -10,7 +10,7 @@ from scipy.special import ndtr
 
 from mile_ros.learning import MileCheckpoint, PolicyRunner, build_policy, gaussian_spread
 from mile_ros.sim import SimulatedHuman, fit_mental_model, make_env, make_expert, run_episode
-from mile_ros.sim.human import make_simulated_human
+from mile_ros.sim.human import make_simulated_human, start_rate_for_held_rate
 
 
 def random_net(env, seed: int, hidden=(32, 32)):
@@ -151,6 +151,26 @@ def test_expert_action_mode_and_takeovers_that_persist(drawer) -> None:
         assert end - start >= 4 or end == len(flags)
     with pytest.raises(ValueError, match="action_mode"):
         SimulatedHuman(expert, random_net(env, 1), env.spec, cost=1.0, sigma=1.0, action_mode="telepathy")
+
+
+def test_held_takeovers_are_calibrated_to_the_fraction_of_intervened_steps(drawer) -> None:
+    """With takeovers held k steps, the start rate is set so that the *intervened fraction* hits the target."""
+    env, stacked, frames = drawer
+    assert start_rate_for_held_rate(0.3, 1) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="hold"):
+        start_rate_for_held_rate(0.3, 0)
+
+    def held_fraction(target: float) -> float:
+        # a very wide probit makes P(I=1|s) nearly the same in every state, as the renewal formula assumes
+        human = make_human(env, env.task, seed=5, sigma=1e4, min_takeover_steps=10, action_mode="expert")
+        human.calibrate(stacked, frames, target_rate=target)
+        p = human.intervention_probability(stacked, frames)
+        assert p.std() < 0.01
+        flags = [human.decide(stacked[i], frames[i])[0] for _ in range(20) for i in range(len(stacked))]
+        return float(np.mean(flags))
+
+    assert held_fraction(start_rate_for_held_rate(0.3, 10)) == pytest.approx(0.3, abs=0.05)
+    assert held_fraction(0.3) > 0.6  # calibrating the start rate to the target overshoots it
 
 
 def test_mental_model_clones_the_robot_and_human_oversees_an_episode() -> None:

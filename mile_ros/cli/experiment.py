@@ -37,10 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="each iteration trains from the initial policy (default) or continues from the method's last one",
     )
     p.add_argument(
-        "--human-sigma",
-        type=float,
-        default=None,
-        help="the simulated human's probit scale (default: the task preset's); its cost is calibrated for it",
+        "--human",
+        default="",
+        metavar="KEY=VALUE,...",
+        help="change the task presets' simulated human: sigma (probit scale), min_takeover_steps (hold each"
+        " takeover that long), action_mode (eq3 or expert); its cost is calibrated for them",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")
@@ -65,12 +66,13 @@ def check_names(methods: list[str], tasks: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mile_ros.experiments import BenchmarkPlan, get_preset, plan_cells, run_benchmark, write_report
+    from mile_ros.experiments import BenchmarkPlan, get_preset, parse_method, plan_cells, run_benchmark, write_report
     from mile_ros.experiments.runner import check_settings
 
     try:
         get_preset(args.preset)
         check_names(args.methods, args.tasks)
+        _, human = parse_method(f"human@{args.human}")
         if args.iterations < 1 or args.episodes < 1 or args.workers < 1:
             raise ValueError("--iterations, --episodes and --workers must be at least 1")
     except ValueError as exc:
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             args.preset,
             args.refit_mental,
             args.train_from,
-            args.human_sigma,
+            human,
         )
         try:
             plan_cells(plan)

@@ -130,6 +130,7 @@ def _base_row(cell: Cell, task: TaskSetup, human_setup: HumanSetup) -> dict[str,
         "expert_return": task.expert_return,
         "human_cost": human_setup.cost,
         "human_sigma": human_setup.sigma,
+        "human_options": ",".join(f"{k}={v}" for k, v in human_setup.options.items()),
         "error": "",
     }
 

@@ -17,13 +17,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from .cells import Cell, run_cell
 from .presets import ExperimentPreset, get_preset
-from .tasks import HumanSetup, TaskSetup, prepare_human, prepare_task
+from .tasks import HumanSetup, TaskSetup, check_human_options, prepare_human, prepare_task
 
 __all__ = ["EXPERIMENTS", "BenchmarkPlan", "completed_keys", "plan_cells", "run_benchmark"]
 
@@ -42,12 +42,12 @@ class BenchmarkPlan:
     preset: str = "quick"
     refit_mental: bool = False
     train_from: str = "initial"
-    human_sigma: float | None = None  # None: the task preset's probit scale
+    human: dict[str, Any] = field(default_factory=dict)  # overrides of the presets' simulated human
 
 
 TRAIN_FROM = ("initial", "previous")
 # Runs stored before a setting existed used what the code did then (they continued training).
-_SETTINGS_ADDED_LATER = {"train_from": "previous", "human_sigma": None}
+_SETTINGS_ADDED_LATER = {"train_from": "previous", "human": {}}
 
 
 def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
@@ -56,8 +56,7 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
         raise ValueError(f"unknown experiment {plan.experiment!r}; choose from {', '.join(EXPERIMENTS)}")
     if plan.train_from not in TRAIN_FROM:
         raise ValueError(f"unknown train_from {plan.train_from!r}; choose from {', '.join(TRAIN_FROM)}")
-    if plan.human_sigma is not None and not (math.isfinite(plan.human_sigma) and plan.human_sigma > 0):
-        raise ValueError(f"the human's probit scale must be a positive number, got {plan.human_sigma}")
+    check_human_options(plan.human)
     iterations = 1 if plan.experiment == "single" else plan.iterations
     if plan.experiment == "prediction" and iterations < 2:
         raise ValueError("the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)")
@@ -89,7 +88,7 @@ def check_settings(out: Path, plan: BenchmarkPlan) -> None:
         "preset": plan.preset,
         "refit_mental": plan.refit_mental,
         "train_from": plan.train_from,
-        "human_sigma": plan.human_sigma,
+        "human": plan.human,
     }
     if path.is_file():
         stored = json.loads(path.read_text())
@@ -140,11 +139,11 @@ def _task_job(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
     return prepare_task(task, preset, cache)
 
 
-def _human_job(task: str, seed: int, preset: ExperimentPreset, cache: Path, sigma: float | None) -> HumanSetup:
+def _human_job(task: str, seed: int, preset: ExperimentPreset, cache: Path, options: dict) -> HumanSetup:
     import torch
 
     torch.set_num_threads(1)
-    return prepare_human(task, seed, preset, cache, sigma)
+    return prepare_human(task, seed, preset, cache, options)
 
 
 def _map(pool: ProcessPoolExecutor | None, fn: Callable, jobs: Iterable[tuple]) -> Iterable[tuple[tuple, Any]]:
@@ -194,12 +193,13 @@ def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO 
             )
         humans: dict[tuple[str, int], HumanSetup] = {}
         pairs = sorted({(c.task, c.seed) for c in todo})
-        human_jobs = [(t, s, preset, cache, plan.human_sigma) for t, s in pairs]
+        human_jobs = [(t, s, preset, cache, plan.human) for t, s in pairs]
         for (task, seed, *_), setup in _map(pool, _human_job, human_jobs):
             humans[(task, seed)] = setup
+            changed = "".join(f", {k} {v}" for k, v in setup.options.items() if k != "sigma")
             print(
                 f"  {task} seed {seed}: simulated human cost {setup.cost:.3g}, probit scale {setup.sigma:.3g}"
-                f" [{_fmt(setup.seconds)}]",
+                f"{changed} [{_fmt(setup.seconds)}]",
                 file=log,
             )
         jobs = [(c, tasks[c.task], humans[(c.task, c.seed)], preset, out / "records") for c in todo]

@@ -9,10 +9,11 @@ Files are written atomically, so a cache survives an interrupted run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +22,43 @@ import numpy as np
 from mile_ros.learning import InterventionDataset, MileCheckpoint, load_checkpoint
 from mile_ros.seeds import EVAL_SEED
 from mile_ros.sim import SimulatedHuman, evaluate, make_env, make_expert, make_initial_policy
-from mile_ros.sim.human import make_simulated_human
+from mile_ros.sim.human import ACTION_MODES, make_simulated_human
 from mile_ros.sim.rollout import episodes_to_dataset, run_episode
 
 from .presets import ExperimentPreset
 
 __all__ = [
+    "HUMAN_OPTIONS",
     "ExpertActor",
     "HumanSetup",
     "TaskSetup",
     "build_human",
+    "check_human_options",
     "expert_demos",
     "prepare_human",
     "prepare_task",
 ]
 
 DEMO_SEED = 5_000_000  # expert demonstrations for the ablation
+# What the benchmark may change about the task presets' simulated human (``--human``).
+HUMAN_OPTIONS = ("sigma", "min_takeover_steps", "action_mode")
+
+
+def check_human_options(options: dict[str, Any]) -> None:
+    """Raise ValueError for an unknown option or a value the simulated human would refuse."""
+    unknown = sorted(set(options) - set(HUMAN_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown simulated-human option(s) {', '.join(unknown)}; choose from {', '.join(HUMAN_OPTIONS)}"
+        )
+    sigma = options.get("sigma", 1.0)
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"the human's probit scale (sigma) must be a positive number, got {sigma!r}")
+    hold = options.get("min_takeover_steps", 1)
+    if isinstance(hold, bool) or not isinstance(hold, int) or hold < 1:
+        raise ValueError(f"min_takeover_steps must be a whole number of at least 1, got {hold!r}")
+    if options.get("action_mode", ACTION_MODES[0]) not in ACTION_MODES:
+        raise ValueError(f"action_mode must be one of {', '.join(ACTION_MODES)}, got {options['action_mode']!r}")
 
 
 class ExpertActor:
@@ -85,6 +107,7 @@ class HumanSetup:
     sigma: float
     rollouts: int
     seconds: float
+    options: dict[str, Any] = field(default_factory=dict)  # the benchmark's overrides of the preset's human
 
 
 def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
@@ -117,31 +140,32 @@ def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
 
 
 def prepare_human(
-    task: str, seed: int, preset: ExperimentPreset, cache: Path, sigma: float | None = None
+    task: str, seed: int, preset: ExperimentPreset, cache: Path, options: dict[str, Any] | None = None
 ) -> HumanSetup:
     """The seed's simulated human: mental model of the initial policy and calibrated cost.
 
-    ``sigma`` replaces the task preset's probit scale (the cost is calibrated for it); such a
-    human is cached under its own name, beside the preset's.
+    ``options`` (:data:`HUMAN_OPTIONS`) replace the task preset's settings of the human (the cost
+    is calibrated for them); such a human is cached under its own name, beside the preset's.
     """
+    options = dict(sorted((options or {}).items()))
+    check_human_options(options)
     folder = Path(cache) / task
-    name = preset.name if sigma is None else f"{preset.name}-sigma{sigma:g}"
+    name = preset.name + "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}{v}" for k, v in options.items())
     info_path = folder / f"human-{name}-s{seed}.json"
     if info_path.is_file():
         return HumanSetup(**json.loads(info_path.read_text()))
     started = time.perf_counter()
     init = load_checkpoint(folder / "init.pt")
     env = make_env(task, seed=seed)
-    overrides = {} if sigma is None else {"sigma": float(sigma)}
     try:
-        human, fit = make_simulated_human(task, init, env, seed=seed, rollouts=preset.mental_rollouts, **overrides)
+        human, fit = make_simulated_human(task, init, env, seed=seed, rollouts=preset.mental_rollouts, **options)
     finally:
         env.close()
     mental_path = MileCheckpoint(init.spec, fit.net, meta={"role": "simulated human's mental model"}).save(
         folder / f"mental-{name}-s{seed}.pt"
     )
     setup = HumanSetup(
-        task, seed, str(mental_path), human.cost, human.sigma, fit.rollouts, time.perf_counter() - started
+        task, seed, str(mental_path), human.cost, human.sigma, fit.rollouts, time.perf_counter() - started, options
     )
     _write_json(info_path, asdict(setup))
     return setup
@@ -150,7 +174,8 @@ def prepare_human(
 def build_human(setup: HumanSetup, env: Any, seed: int) -> SimulatedHuman:
     """The cached human, ready to oversee episodes in ``env``."""
     mental = load_checkpoint(setup.mental_path).policy
-    return SimulatedHuman.from_preset(setup.task, env, mental, seed=seed, cost=setup.cost, sigma=setup.sigma)
+    options = {**setup.options, "cost": setup.cost, "sigma": setup.sigma}
+    return SimulatedHuman.from_preset(setup.task, env, mental, seed=seed, **options)
 
 
 def expert_demos(task: str, count: int, env: Any) -> InterventionDataset | None:

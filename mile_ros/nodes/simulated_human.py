@@ -29,7 +29,7 @@ PARAMETERS = (
     Param(
         "target_intervention_rate",
         0.3,
-        "calibrate the human's cost to this rate on those rollouts",
+        "calibrate the human's cost so that this fraction of steps is intervened (held takeovers counted)",
         (0.01, 0.99),
     ),
     Param(

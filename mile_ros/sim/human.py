@@ -35,7 +35,14 @@ from .experts import Expert, make_expert
 from .presets import load_preset
 from .rollout import episodes_to_dataset, run_episode, single_torch_thread
 
-__all__ = ["ACTION_MODES", "MentalModelFit", "SimulatedHuman", "fit_mental_model", "make_simulated_human"]
+__all__ = [
+    "ACTION_MODES",
+    "MentalModelFit",
+    "SimulatedHuman",
+    "fit_mental_model",
+    "make_simulated_human",
+    "start_rate_for_held_rate",
+]
 
 ACTION_MODES = ("eq3", "expert")
 MENTAL_SEED_OFFSET = 1_000_000  # mental-model rollouts never reuse evaluation seeds
@@ -317,6 +324,20 @@ class SimulatedHuman:
         return cls(expert, mental, env.spec, **kwargs)
 
 
+def start_rate_for_held_rate(rate: float, hold: int) -> float:
+    """Per-step probability of starting a takeover that gives a fraction ``rate`` of intervened steps.
+
+    Takeovers of exactly ``hold`` steps, each started with probability ``p`` on a step not already
+    held, fill ``p * hold / (1 - p + p * hold)`` of the steps (a renewal argument: on average
+    ``(1 - p) / p`` free steps between takeovers); this inverts that. ``hold = 1`` gives ``rate``.
+    """
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"rate must lie in (0, 1), got {rate}")
+    if hold < 1:
+        raise ValueError(f"hold must be at least 1, got {hold}")
+    return rate / (hold - rate * (hold - 1))
+
+
 def make_simulated_human(
     task: str,
     checkpoint: str | MileCheckpoint,
@@ -333,13 +354,16 @@ def make_simulated_human(
     Calibration first sets the mean ``P(I=1|s)`` over the robot's own rollout states to the target;
     then, because interventions change which states are visited, it runs ``oversight_episodes``
     episodes with the human watching and recalibrates on the states seen there (preset
-    ``human.oversight_episodes``; 0 skips this second pass).
+    ``human.oversight_episodes``; 0 skips this second pass). A human who holds each takeover for
+    ``min_takeover_steps`` steps is calibrated to the start rate that gives the target fraction of
+    intervened steps (:func:`start_rate_for_held_rate`), not to the target itself.
     """
     fit = fit_mental_model(task, checkpoint, rollouts=rollouts, seed=seed)
     human = SimulatedHuman.from_preset(task, env, fit, seed=seed, **overrides)
     if calibrate:
         preset = load_preset(task)
         target = float(target_rate if target_rate is not None else preset["target_intervention_rate"])
+        target = start_rate_for_held_rate(target, human.min_takeover_steps)
         margin = float(preset["human"]["calibration_margin"])
         human.calibrate(fit.stacked_obs, fit.frames, target, margin)
         n = int(oversight_episodes if oversight_episodes is not None else preset["human"]["oversight_episodes"])
