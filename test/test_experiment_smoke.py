@@ -131,6 +131,16 @@ def replay_reproduces_the_cell(out: Path, cell_rows: list[dict[str, str]]) -> No
         assert mine[5].strip() == f"{float(row['mean_return']):.1f}", (mine, row["mean_return"])
     bad = replay("--record", str(record), "--methods", method, "--iterations", "3", *common)
     assert bad.returncode == 2 and "not in the record" in bad.stderr, bad.stderr
+    # leaving iteration 2's first episode (id 2) out trains on fewer steps; an unknown id is refused
+    without = replay(
+        "--record", str(record), "--methods", "hg_dagger", "--iterations", "2", "--without-episodes", "2", *common
+    )
+    assert without.returncode == 0, without.stderr[-3000:]
+    steps = int(without.stdout.splitlines()[2].split("|")[3])
+    first_two = {r["iteration"]: int(r["steps_total"]) for r in cell_rows}
+    assert first_two["1"] < steps < first_two["2"], (steps, first_two)
+    bad = replay("--record", str(record), "--methods", method, "--iterations", "2", "--without-episodes", "9", *common)
+    assert bad.returncode == 2 and "episodes [9] are not in the record" in bad.stderr, bad.stderr
 
 
 def test_bad_arguments_are_refused_with_a_message(tmp_path):

@@ -26,6 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=1, help="the cell's episodes per iteration")
     p.add_argument("--demos", type=int, default=0, help="expert demonstrations given to the baselines")
     p.add_argument("--preset", default="quick", help="the cell's preset (quick, smoke or paper)")
+    p.add_argument(
+        "--without-episodes",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="ID",
+        help="leave these episodes (ids from 0, iteration i's first is episodes*(i-1)) out of training",
+    )
     p.add_argument("--out", type=Path, help="also write the table here (markdown)")
     p.set_defaults(func=run)
 
@@ -44,7 +52,16 @@ def run(args: argparse.Namespace) -> int:
         record = InterventionDataset.load(args.record)
         init = load_checkpoint(args.init)
         rows = replay_record(
-            record, args.task, init, args.methods, args.iterations, preset, args.seed, args.episodes, args.demos
+            record,
+            args.task,
+            init,
+            args.methods,
+            args.iterations,
+            preset,
+            args.seed,
+            args.episodes,
+            args.demos,
+            args.without_episodes,
         )
     except (ValueError, DatasetError, CheckpointError) as exc:
         print(f"mile-ros replay: {exc}", file=sys.stderr)

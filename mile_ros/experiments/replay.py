@@ -5,7 +5,8 @@ so a difference between methods, or between settings of one method, is the learn
 the cell's own method, seed and preset, the replay reproduces the cell's success figures exactly
 (same data, same update seeds, same evaluation episodes). Each iteration retrains a clone of the
 initial policy on the record's episodes up to that iteration, as the benchmark's default
-``--train-from initial`` does.
+``--train-from initial`` does. Leaving chosen episodes out asks what one episode did to a learner
+(docs/results.md: one long failing peg-insert episode).
 """
 
 from __future__ import annotations
@@ -47,13 +48,20 @@ def replay_record(
     seed: int,
     episodes_per_iteration: int = 1,
     demos: int = 0,
+    without_episodes: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
-    """One row per method and iteration: success, return and training time on the record up to it."""
+    """One row per method and iteration: success, return and training time on the record up to it.
+
+    ``without_episodes``: episode ids (0-based, as in the record) left out of every training set.
+    """
     torch.set_num_threads(1)  # as a benchmark cell: the same arithmetic, hence the same figures
     total = record_iterations(record, episodes_per_iteration)
     bad = [i for i in iterations if not 1 <= i <= total]
     if bad:
         raise ValueError(f"iterations {bad} are not in the record (it holds iterations 1..{total})")
+    missing = sorted(set(without_episodes) - set(np.unique(record.episode).tolist()))
+    if missing:
+        raise ValueError(f"episodes {missing} are not in the record (its ids run 0..{int(record.episode.max())})")
     demo_data = None
     if demos:
         env = make_env(task, seed=seed)
@@ -63,7 +71,8 @@ def replay_record(
             env.close()
     rows = []
     for it in iterations:
-        data = record.select(np.flatnonzero(record.episode < it * episodes_per_iteration))
+        keep = (record.episode < it * episodes_per_iteration) & ~np.isin(record.episode, list(without_episodes))
+        data = record.select(np.flatnonzero(keep))
         for spec in methods:
             cell = Cell("replay", task, spec, seed, iterations=total, episodes=episodes_per_iteration, demos=demos)
             t = time.perf_counter()
