@@ -46,7 +46,7 @@ class BenchmarkPlan:
 
 
 TRAIN_FROM = ("initial", "previous")
-# Runs stored before a setting existed used what the code did then (they continued training).
+# Runs stored before a setting existed used what the code did then (continued training, the presets' human).
 _SETTINGS_ADDED_LATER = {"train_from": "previous", "human": {}}
 
 
