@@ -9,7 +9,6 @@ Files are written atomically, so a cache survives an interrupted run.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -22,7 +21,7 @@ import numpy as np
 from mile_ros.learning import InterventionDataset, MileCheckpoint, load_checkpoint
 from mile_ros.seeds import EVAL_SEED
 from mile_ros.sim import SimulatedHuman, evaluate, make_env, make_expert, make_initial_policy
-from mile_ros.sim.human import ACTION_MODES, make_simulated_human
+from mile_ros.sim.human import ACTION_MODES, check_human_settings, make_simulated_human
 from mile_ros.sim.rollout import episodes_to_dataset, run_episode
 
 from .presets import ExperimentPreset
@@ -51,14 +50,9 @@ def check_human_options(options: dict[str, Any]) -> None:
         raise ValueError(
             f"unknown simulated-human option(s) {', '.join(unknown)}; choose from {', '.join(HUMAN_OPTIONS)}"
         )
-    sigma = options.get("sigma", 1.0)
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"the human's probit scale (sigma) must be a positive number, got {sigma!r}")
-    hold = options.get("min_takeover_steps", 1)
-    if isinstance(hold, bool) or not isinstance(hold, int) or hold < 1:
-        raise ValueError(f"min_takeover_steps must be a whole number of at least 1, got {hold!r}")
-    if options.get("action_mode", ACTION_MODES[0]) not in ACTION_MODES:
-        raise ValueError(f"action_mode must be one of {', '.join(ACTION_MODES)}, got {options['action_mode']!r}")
+    check_human_settings(
+        options.get("sigma", 1.0), options.get("min_takeover_steps", 1), options.get("action_mode", ACTION_MODES[0])
+    )
 
 
 class ExpertActor:

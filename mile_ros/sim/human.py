@@ -9,6 +9,7 @@ probability of stepping in for that action) or simply with the expert's own acti
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "ACTION_MODES",
     "MentalModelFit",
     "SimulatedHuman",
+    "check_human_settings",
     "fit_mental_model",
     "make_simulated_human",
     "start_rate_for_held_rate",
@@ -47,6 +49,20 @@ __all__ = [
 ACTION_MODES = ("eq3", "expert")
 MENTAL_SEED_OFFSET = 1_000_000  # mental-model rollouts never reuse evaluation seeds
 CALIBRATION_SEED_OFFSET = 4_000_000
+
+
+def check_human_settings(sigma: Any, min_takeover_steps: Any, action_mode: Any) -> None:
+    """Raise ValueError for a probit scale, takeover length or action mode a simulated human cannot use."""
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"the human's probit scale (sigma) must be a positive number, got {sigma!r}")
+    if (
+        isinstance(min_takeover_steps, bool)
+        or not isinstance(min_takeover_steps, numbers.Integral)
+        or min_takeover_steps < 1
+    ):
+        raise ValueError(f"min_takeover_steps must be a whole number of at least 1, got {min_takeover_steps!r}")
+    if action_mode not in ACTION_MODES:
+        raise ValueError(f"action_mode must be one of {', '.join(ACTION_MODES)}, got {action_mode!r}")
 
 
 @dataclass
@@ -138,12 +154,9 @@ class SimulatedHuman:
         padding: str = "repeat",
         max_draws: int = 100_000,
     ) -> None:
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {action_mode!r}")
-        if cost < 0 or not sigma > 0:
-            raise ValueError(f"need cost >= 0 and sigma > 0, got cost={cost}, sigma={sigma}")
-        if min_takeover_steps < 1:
-            raise ValueError("min_takeover_steps must be at least 1")
+        check_human_settings(sigma, min_takeover_steps, action_mode)
+        if cost < 0:
+            raise ValueError(f"need cost >= 0, got cost={cost}")
         if expert.discrete != spec.discrete:
             raise ValueError("expert and spec disagree on discrete actions")
         self.expert, self.spec = expert, spec
