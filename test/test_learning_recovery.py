@@ -5,11 +5,14 @@ not others, and a cost. MILE, trained from scratch with a learned cost, must pre
 intervention probability (correlation > 0.9), recover the policy, and land near the true cost.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
-from mile_ros.learning import MileConfig, Spec, fit_mile
+from mile_ros.learning import MileCheckpoint, MileConfig, Spec, fit_mile
+from mile_ros.learning.networks import build_policy
 from mile_ros.learning.synthetic import make_ground_truth, sample_record
 
 
@@ -60,3 +63,39 @@ def test_mile_recovers_the_model_that_made_the_data(discrete, true_cost):
 
 
 RECOVERY_EPOCHS = 200
+
+
+def test_a_frozen_mental_model_stays_put_and_makes_the_cost_identifiable():
+    """With the human's true belief given and frozen, no anchor is needed to find the cost."""
+    spec = Spec(8, 4, False, frame_stack=0)
+    true_cost = 4.0
+    truth = make_ground_truth(spec, hidden=(16,), cost=true_cost, sigma=1.0, seed=1)
+    record = sample_record(truth, episodes=20, steps=500, seed=2)
+    torch.manual_seed(5)
+    fresh_policy = build_policy(spec.stacked_dim, spec.act_dim, False, (64, 64))
+    init = MileCheckpoint(spec, fresh_policy, copy.deepcopy(truth.model.mental), cost=0.5 * true_cost, sigma=1.0)
+    config = MileConfig(
+        hidden=(64, 64),
+        lr=2e-3,
+        batch_size=512,
+        epochs=60,
+        cost=0.5 * true_cost,
+        sigma=1.0,
+        learn_cost=True,
+        freeze_mental=True,
+        lambda_mental=1.0,  # ignored: a frozen mental model has nothing to anchor
+        refit_normalizer=True,  # the fresh policy's, not the frozen mental model's
+        seed=0,
+    )
+    model = fit_mile(record, config, init=init).model
+    for name, value in truth.model.mental.state_dict().items():
+        torch.testing.assert_close(model.mental.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    assert not torch.equal(model.policy.mean_head.weight, fresh_policy.mean_head.weight)
+    held_out = torch.from_numpy(truth.observations(5000, np.random.default_rng(99)))
+    p_true = truth.model.intervention_probability(held_out).numpy()
+    p_fit = model.intervention_probability(held_out).numpy()
+    assert np.corrcoef(p_true, p_fit)[0, 1] > 0.9
+    assert model.cost_value() == pytest.approx(true_cost, rel=0.25)
+
+    with pytest.raises(ValueError, match="initial checkpoint"):
+        fit_mile(record, MileConfig(freeze_mental=True, epochs=1))

@@ -32,6 +32,9 @@ class MileConfig(LoopConfig):
     lambda_int: float = 1.0
     lambda_policy: float = 1.0
     lambda_mental: float = 0.0  # anchor pi_hat_R to the robot's actions (not in the paper; off by default)
+    # Keep pi_hat_R at the initial checkpoint's: the human's belief formed on the initial policy and
+    # never updated (the simulated human's, as the authors fixed it). Needs ``init``.
+    freeze_mental: bool = False
     cost: float = 60.0
     sigma: float = 75.0
     learn_cost: bool = False
@@ -130,15 +133,20 @@ def fit_mile(
         raise ValueError("the dataset is empty: record at least one episode before training")
     spec = dataset.spec
     train, val = dataset.split_by_episode(config.val_fraction, config.seed)
+    if config.freeze_mental and init is None and model is None:
+        raise ValueError("freeze_mental keeps the initial checkpoint's mental model: give an initial checkpoint")
     model = model or build_model(spec, config, init)
+    model.mental.requires_grad_(not config.freeze_mental)
+    lambda_mental = 0.0 if config.freeze_mental else config.lambda_mental
     obs, flag, human, robot = _tensors(train, config.padding)
     if init is None or config.refit_normalizer:
         model.policy.normalizer.fit(obs)
-        model.mental.normalizer.fit(obs)
+        if not config.freeze_mental:
+            model.mental.normalizer.fit(obs)
 
     def batch_loss(idx: Tensor) -> Tensor:
         return model.losses(
-            obs[idx], flag[idx], human[idx], config.lambda_int, config.lambda_policy, robot[idx], config.lambda_mental
+            obs[idx], flag[idx], human[idx], config.lambda_int, config.lambda_policy, robot[idx], lambda_mental
         ).total
 
     val_loss = None
