@@ -62,7 +62,15 @@ def test_plans_give_demos_to_the_baselines_only_and_single_is_one_iteration():
     ]
     single = plan_cells(BenchmarkPlan("single", ["a"], ["mile"], [0], 20, 5))
     assert single[0].iterations == 1
-    assert [c.method for c in plan_cells(BenchmarkPlan("prediction", ["a"], ["iwr"], [0, 1], 3, 1))] == ["mile"] * 2
+    pred = plan_cells(BenchmarkPlan("prediction", ["a"], ["mile", "iwr", "mile@freeze_mental=true"], [0, 1], 3, 1))
+    assert [(c.method, c.seed) for c in pred] == [
+        ("mile", 0),
+        ("mile@freeze_mental=true", 0),
+        ("mile", 1),
+        ("mile@freeze_mental=true", 1),
+    ]
+    with pytest.raises(ValueError, match="name mile or mile@"):
+        plan_cells(BenchmarkPlan("prediction", ["a"], ["iwr"], [0], 3, 1))
     with pytest.raises(ValueError, match="at least 2 iterations"):
         plan_cells(BenchmarkPlan("prediction", ["a"], ["mile"], [0], 1, 1))
     with pytest.raises(ValueError, match="unknown experiment"):
@@ -133,6 +141,36 @@ def test_demos_report_keeps_each_demonstration_count_apart(tmp_path):
     assert "| iwr | 0.20 ± 0.00 (n=2) | 0.70 ± 0.10 (n=2) |" in summary  # the by-count table
     assert "| mile | 0.80 ± 0.00 (n=2) | — |" in summary
     assert (tmp_path / "demos_success_vs_demos.png").stat().st_size > 1000
+
+
+def test_prediction_report_keeps_each_mile_variant_apart(tmp_path):
+    path = tmp_path / "prediction.csv"
+    for method, auc in (("mile", 0.5), ("mile@freeze_mental=true", 0.7)):
+        for seed in (0, 1):
+            rows = [
+                {
+                    "experiment": "prediction",
+                    "task": "drawer-open-v3",
+                    "method": method,
+                    "seed": seed,
+                    "demos": 0,
+                    "predictor": predictor,
+                    "iteration": 2,
+                    "accuracy": 0.8,
+                    "balanced_accuracy": 0.5,
+                    "auc": value + 0.1 * seed,
+                    "log_likelihood": -0.5,
+                    "steps": 100,
+                    "interventions": 20,
+                }
+                for predictor, value in (("mile", auc), ("majority", 0.5))
+            ]
+            append_rows(path, rows)
+    summary = write_report(path).read_text()
+    assert "| mile: mile | 0.800 ± 0.000 (n=2) | 0.500 ± 0.000 (n=2) | 0.550 ± 0.050 (n=2) |" in summary
+    frozen = "| mile@freeze_mental=true: mile | 0.800 ± 0.000 (n=2) | 0.500 ± 0.000 (n=2) | 0.750 ± 0.050 (n=2) |"
+    assert frozen in summary
+    assert "400 held-out steps, 80 of them intervened (all variants' cells together)." in summary
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--methods",
         nargs="+",
         default=list(DEFAULT_METHODS),
-        help="methods, optionally with overrides: mile@continuous_form=authors,learn_cost=true",
+        help="methods, optionally with overrides: mile@continuous_form=authors,learn_cost=true"
+        " (prediction: the MILE variants among them)",
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--iterations", type=int, default=20, help="iterations (single: always 1)")

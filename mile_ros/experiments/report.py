@@ -156,12 +156,16 @@ def _prediction_summary(rows) -> list[str]:
             "| predictor | " + " | ".join(metrics) + " |",
             "|---|" + "---|" * len(metrics),
         ]
-        for p in dict.fromkeys(r["predictor"] for r in rows):
-            sel = [r for r in rows if r["task"] == t and r["predictor"] == p]
-            lines.append(f"| {p} | " + " | ".join(_cell([r[m] for r in sel], 3) for m in metrics) + " |")
+        methods = list(dict.fromkeys(r["method"] for r in rows if r["task"] == t))
+        for method in methods:  # each MILE variant ran its own cells, so its rivals scored its data
+            for p in dict.fromkeys(r["predictor"] for r in rows):
+                sel = [r for r in rows if r["task"] == t and r["method"] == method and r["predictor"] == p]
+                name = p if len(methods) == 1 else f"{method}: {p}"
+                lines.append(f"| {name} | " + " | ".join(_cell([r[m] for r in sel], 3) for m in metrics) + " |")
         n_steps = sum(r["steps"] for r in rows if r["task"] == t and r["predictor"] == "majority")
         n_int = sum(r["interventions"] for r in rows if r["task"] == t and r["predictor"] == "majority")
-        lines += ["", f"{int(n_steps)} held-out steps, {int(n_int)} of them intervened.", ""]
+        over = " (all variants' cells together)" if len(methods) > 1 else ""
+        lines += ["", f"{int(n_steps)} held-out steps, {int(n_int)} of them intervened{over}.", ""]
     return lines
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .cells import Cell, run_cell
-from .presets import ExperimentPreset, get_preset
+from .presets import ExperimentPreset, get_preset, parse_method
 from .tasks import HumanSetup, TaskSetup, check_human_options, prepare_human, prepare_task
 
 __all__ = ["EXPERIMENTS", "BenchmarkPlan", "completed_keys", "plan_cells", "run_benchmark"]
@@ -62,11 +62,16 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
         raise ValueError("the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)")
     common = {"iterations": iterations, "episodes": plan.episodes}
     common |= {"refit_mental": plan.refit_mental, "train_from": plan.train_from}
+    # The prediction experiment scores MILE's intervention model (its rivals are fit inside the cell),
+    # so it runs the MILE variants among the methods and ignores the rest.
+    predictors = [m for m in plan.methods if parse_method(m)[0] == "mile"]
+    if plan.experiment == "prediction" and not predictors:
+        raise ValueError("the prediction experiment fits MILE's intervention model: name mile or mile@... as a method")
     cells = []
     for task in plan.tasks:
         for seed in plan.seeds:
             if plan.experiment == "prediction":
-                cells.append(Cell("prediction", task, "mile", seed, **common))
+                cells += [Cell("prediction", task, m, seed, **common) for m in predictors]
                 continue
             for method in plan.methods:
                 # the ablation gives demonstrations to the baselines only; MILE runs once, without
