@@ -163,7 +163,7 @@ def test_prediction_report_keeps_each_mile_variant_apart(tmp_path):
                     "steps": 100,
                     "interventions": 20,
                 }
-                for predictor, value in (("mile", auc), ("majority", 0.5))
+                for predictor, value in (("mile", auc), ("nn_classifier", 0.6 - 0.1 * seed), ("majority", 0.5))
             ]
             append_rows(path, rows)
     summary = write_report(path).read_text()
@@ -171,6 +171,9 @@ def test_prediction_report_keeps_each_mile_variant_apart(tmp_path):
     frozen = "| mile@freeze_mental=true: mile | 0.800 ± 0.000 (n=2) | 0.500 ± 0.000 (n=2) | 0.750 ± 0.050 (n=2) |"
     assert frozen in summary
     assert "400 held-out steps, 80 of them intervened (all variants' cells together)." in summary
+    # paired by seed and iteration: MILE 0.5 - 0.6 and 0.6 - 0.6
+    assert "| mile | -0.050 ± 0.050 (n=2) | 0.000 ± 0.000 (n=2) |" in summary
+    assert "| mile@freeze_mental=true | 0.150 ± 0.050 (n=2) | 0.000 ± 0.000 (n=2) |" in summary
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

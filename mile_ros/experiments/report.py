@@ -166,7 +166,23 @@ def _prediction_summary(rows) -> list[str]:
         n_int = sum(r["interventions"] for r in rows if r["task"] == t and r["predictor"] == "majority")
         over = " (all variants' cells together)" if len(methods) > 1 else ""
         lines += ["", f"{int(n_steps)} held-out steps, {int(n_int)} of them intervened{over}.", ""]
+        lines += _paired_against_classifier([r for r in rows if r["task"] == t], methods)
     return lines
+
+
+def _paired_against_classifier(rows, methods: list[str]) -> list[str]:
+    """MILE minus the classifier on the same held-out iteration: the seeds' shared noise cancels."""
+    lines = ["| MILE minus the classifier, paired by held-out iteration | auc | log_likelihood |", "|---|---|---|"]
+    for method in methods:
+        scored = _group([r for r in rows if r["method"] == method], "seed", "iteration")
+        pairs = [{r["predictor"]: r for r in group} for group in scored.values()]
+        pairs = [p for p in pairs if "mile" in p and "nn_classifier" in p]
+        diffs = [
+            _cell([float(p["mile"][m]) - float(p["nn_classifier"][m]) for p in pairs], 3)
+            for m in ("auc", "log_likelihood")
+        ]
+        lines.append(f"| {method} | " + " | ".join(diffs) + " |")
+    return [*lines, ""]
 
 
 def _plot_learning(rows, out: Path, experiment: str) -> list[Path]:
