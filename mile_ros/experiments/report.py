@@ -156,17 +156,19 @@ def _prediction_summary(rows) -> list[str]:
             "| predictor | " + " | ".join(metrics) + " |",
             "|---|" + "---|" * len(metrics),
         ]
-        methods = list(dict.fromkeys(r["method"] for r in rows if r["task"] == t))
+        task_rows = [r for r in rows if r["task"] == t]
+        scored = _group(task_rows, "method", "predictor")
+        methods = list(dict.fromkeys(r["method"] for r in task_rows))
         for method in methods:  # each MILE variant ran its own cells, so its rivals scored its data
             for p in dict.fromkeys(r["predictor"] for r in rows):
-                sel = [r for r in rows if r["task"] == t and r["method"] == method and r["predictor"] == p]
+                sel = scored.get((method, p), [])
                 name = p if len(methods) == 1 else f"{method}: {p}"
                 lines.append(f"| {name} | " + " | ".join(_cell([r[m] for r in sel], 3) for m in metrics) + " |")
-        n_steps = sum(r["steps"] for r in rows if r["task"] == t and r["predictor"] == "majority")
-        n_int = sum(r["interventions"] for r in rows if r["task"] == t and r["predictor"] == "majority")
+        majority = [r for r in task_rows if r["predictor"] == "majority"]
+        n_steps, n_int = sum(r["steps"] for r in majority), sum(r["interventions"] for r in majority)
         over = " (all variants' cells together)" if len(methods) > 1 else ""
         lines += ["", f"{int(n_steps)} held-out steps, {int(n_int)} of them intervened{over}.", ""]
-        lines += _paired_against_classifier([r for r in rows if r["task"] == t], methods)
+        lines += _paired_against_classifier(task_rows, methods)
     return lines
 
 
