@@ -7,10 +7,13 @@ against the offline one step for step). No imports: the graph's session bookkeep
 
 from __future__ import annotations
 
-__all__ = ["COLLECT_SEED", "EVAL_SEED", "collect_seed", "eval_seed", "update_seed"]
+__all__ = ["COLLECT_SEED", "EVAL_SEED", "SELECT_SEED", "collect_seed", "eval_seed", "update_seed"]
 
 EVAL_SEED = 0  # every method and seed is evaluated on episodes EVAL_SEED .. EVAL_SEED + n - 1
 COLLECT_SEED = 10_000  # intervention episodes never reuse evaluation seeds
+# Model selection by rollouts (the authors' protocol, benchmark only) scores candidates on episodes
+# SELECT_SEED .. SELECT_SEED + n - 1: never the evaluation episodes that report the result.
+SELECT_SEED = 5_000_000
 
 
 def eval_seed(k: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,30 @@ def replay_reproduces_the_cell(out: Path, cell_rows: list[dict[str, str]]) -> No
     assert bad.returncode == 2 and "episodes [9] are not in the record" in bad.stderr, bad.stderr
 
 
+def test_rollout_selection_keeps_a_candidate_epoch_and_says_which(out, tmp_path):
+    """``--select-by-rollouts`` (the authors' model selection): the kept epoch and the rollouts' time
+    are in the CSV, and keeping the last epoch (or the initial policy) gives exactly the unselected
+    run's figure (or the initial policy's): selection picks weights, it does not change training."""
+    runs = {}
+    for name, extra in (("plain", []), ("selected", ["--select-by-rollouts", "3"])):
+        if (out / "cache").is_dir():  # the first test's initial policy and human: no need to rebuild them
+            shutil.copytree(out / "cache", tmp_path / name / "cache")
+        args = ["--experiment", "single", "--seeds", "0", "--episodes", "4", "--methods", "mile", "hg_dagger"]
+        benchmark(tmp_path / name, *args, *extra)
+        runs[name] = read(tmp_path / name / "single.csv")
+    plain = {r["method"]: r for r in runs["plain"] if r["iteration"] == "1"}
+    init = next(r for r in runs["selected"] if r["iteration"] == "0")
+    for row in (r for r in runs["selected"] if r["iteration"] == "1"):
+        assert row["select_rollouts"] == "3" and float(row["select_s"]) > 0, row
+        epoch = int(row["selected_epoch"])
+        assert epoch in (-1, 49, 99), epoch  # the smoke preset's 100 epochs, candidates every 50
+        if epoch == 99:
+            assert row["mean_return"] == plain[row["method"]]["mean_return"], row["method"]
+        if epoch == -1:
+            assert row["mean_return"] == init["mean_return"], row["method"]
+    assert all(r["selected_epoch"] == "" for r in plain.values())
+
+
 def test_bad_arguments_are_refused_with_a_message(tmp_path):
     cmd = [sys.executable, "-m", "mile_ros.cli.main", "benchmark", "--experiment", "single", "--out", str(tmp_path)]
     for extra, message in (
@@ -152,6 +177,8 @@ def test_bad_arguments_are_refused_with_a_message(tmp_path):
         (["--methods", "mile@authors"], "key=value"),
         (["--human", "min_takeover_steps=0"], "at least 1"),
         (["--human", "sigma"], "key=value"),
+        (["--methods", "rlif", "--select-by-rollouts", "2"], "RLIF trains by updates"),
+        (["--select-by-rollouts", "-1"], "episodes >= 0"),
     ):
         proc = subprocess.run(cmd + extra, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -9,10 +9,12 @@ from mile_ros.learning import (
     MileCheckpoint,
     MileConfig,
     PolicyRunner,
+    RolloutSelection,
     Spec,
     calibrate_cost,
     fit_mile,
     load_checkpoint,
+    select_by_rollouts,
 )
 from mile_ros.learning.synthetic import make_ground_truth, sample_record
 
@@ -58,6 +60,34 @@ def test_model_selection_keeps_best_held_out_epoch(record):
     val = record.select(np.isin(record.episode, np.unique(record.episode)[:0]))  # empty: sanity of select
     assert len(val) == 0
     assert result.loop.best_val == pytest.approx(min(vals))
+
+
+def test_rollout_selection_keeps_the_best_scored_weights_and_only_inside_its_block(record):
+    """The authors' selection: candidates before training, every ``every`` epochs and at the end;
+    the best score wins (the later one on a tie) and the model ends with exactly its weights."""
+    scores = iter([0.1, 0.5, 0.2, 0.5, 0.3])  # candidates at epochs -1, 1, 3, 5, 6
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def score(modules) -> float:
+        (model,) = modules
+        seen[len(seen)] = {k: v.clone() for k, v in model.policy.state_dict().items()}
+        return next(scores)
+
+    cfg = MileConfig(**{**QUICK, "epochs": 7, "val_fraction": 0.0}, seed=0)
+    with select_by_rollouts(RolloutSelection(score, every=2)):
+        result = fit_mile(record, cfg)
+    assert result.loop.rollout_scores == [(-1, 0.1), (1, 0.5), (3, 0.2), (5, 0.5), (6, 0.3)]
+    assert result.loop.best_epoch == 5 and len(result.loop.history) == 7
+    for k, v in result.model.policy.state_dict().items():
+        torch.testing.assert_close(v, seen[3][k], rtol=0, atol=0)  # epoch 5's, not the last (6)
+    assert any(not torch.equal(v, seen[4][k]) for k, v in result.model.policy.state_dict().items())
+
+    outside = fit_mile(record, cfg)  # outside the block: no rollouts, the last epoch's weights
+    assert outside.loop.rollout_scores == [] and outside.loop.best_epoch == 6
+    for k, v in outside.model.policy.state_dict().items():
+        torch.testing.assert_close(v, seen[4][k], rtol=0, atol=0)  # scoring did not change the training
+    with pytest.raises(ValueError, match="every >= 1"), select_by_rollouts(RolloutSelection(score, every=0)):
+        pass
 
 
 def test_early_stopping_stops(record):

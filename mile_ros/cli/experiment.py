@@ -44,6 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="change the task presets' simulated human: sigma (probit scale), min_takeover_steps (hold each"
         " takeover that long), action_mode (eq3 or expert); its cost is calibrated for them",
     )
+    p.add_argument(
+        "--select-by-rollouts",
+        type=int,
+        default=0,
+        metavar="EPISODES",
+        help="the authors' model selection (simulation only): score each candidate epoch by this many rollouts"
+        " on selection episodes (never the evaluation ones) and keep the best; 0 (default): the last epoch",
+    )
+    p.add_argument("--select-every", type=int, default=50, metavar="EPOCHS", help="epochs between candidates")
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the summary and plots from the CSV")
@@ -93,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             args.refit_mental,
             args.train_from,
             human,
+            args.select_by_rollouts,
+            args.select_every,
         )
         try:
             plan_cells(plan)

@@ -21,13 +21,21 @@ import torch
 
 from mile_ros import baselines
 from mile_ros.baselines.bc_intervention import intervention_probability as classifier_probability
-from mile_ros.learning import InterventionDataset, MileCheckpoint, PolicyRunner
-from mile_ros.seeds import EVAL_SEED, collect_seed, update_seed
+from mile_ros.learning import (
+    InterventionDataset,
+    MileCheckpoint,
+    PolicyNet,
+    PolicyRunner,
+    RolloutSelection,
+    select_by_rollouts,
+)
+from mile_ros.seeds import EVAL_SEED, SELECT_SEED, collect_seed, update_seed
 from mile_ros.sim import evaluate, fit_mental_model, make_env
 from mile_ros.sim.rollout import Episode, run_episode
 
 from .metrics import prediction_scores
 from .presets import ExperimentPreset, parse_method
+from .report import metric_for
 from .tasks import HumanSetup, TaskSetup, build_human, expert_demos
 
 __all__ = ["Cell", "TrainingDivergedError", "record_path", "run_cell", "train_for_cell"]
@@ -51,6 +59,11 @@ class Cell:
     # "previous": it continues from the method's last policy (the authors' schedule). Measured
     # (docs/results.md, "Iterative: continue training, or retrain"): level on drawer-open, better on peg-insert.
     train_from: str = "initial"
+    # The authors' model selection (docs/mile-model.md): every ``select_every`` epochs the policy is
+    # rolled out on ``select_rollouts`` episodes of their own seeds and the best one is kept
+    # (0: off, the default; a real robot has no rollouts to spare).
+    select_rollouts: int = 0
+    select_every: int = 50
 
     @property
     def key(self) -> tuple:
@@ -90,6 +103,20 @@ def train_for_cell(
     return trained
 
 
+class _RolloutScorer:
+    """Scores a candidate policy of a cell by rollouts on the selection episodes; adds up the time."""
+
+    def __init__(self, cell: Cell, spec) -> None:
+        self.cell, self.spec, self.seconds = cell, spec, 0.0
+
+    def __call__(self, modules) -> float:
+        started = time.perf_counter()
+        policy = next(m if isinstance(m, PolicyNet) else m.policy for m in modules)  # MileModel: its .policy
+        result = evaluate(self.cell.task, MileCheckpoint(self.spec, policy), self.cell.select_rollouts, SELECT_SEED, 1)
+        self.seconds += time.perf_counter() - started
+        return float(getattr(result, metric_for(self.cell.task)))
+
+
 def run_cell(
     cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset: ExperimentPreset, records: Path | None = None
 ) -> list[dict[str, Any]]:
@@ -126,6 +153,7 @@ def _base_row(cell: Cell, task: TaskSetup, human_setup: HumanSetup) -> dict[str,
         "episodes_per_iteration": cell.episodes,
         "train_from": cell.train_from,
         "refit_mental": cell.refit_mental,
+        "select_rollouts": cell.select_rollouts,
         "expert_success": task.expert_success,
         "expert_return": task.expert_return,
         "human_cost": human_setup.cost,
@@ -152,6 +180,8 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             "train_s": 0.0,
             "eval_s": 0.0,
             "cell_s": 0.0,
+            "selected_epoch": "",
+            "select_s": 0.0,
         }
     )
     try:
@@ -175,7 +205,12 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             intervened += new_int
             t1 = time.perf_counter()
             start = init if cell.train_from == "initial" else current
-            current = train_for_cell(cell.method, data, start, cell, preset, it, demos)
+            scorer = _RolloutScorer(cell, init.spec)
+            if cell.select_rollouts:
+                with select_by_rollouts(RolloutSelection(scorer, cell.select_every)):
+                    current = train_for_cell(cell.method, data, start, cell, preset, it, demos)
+            else:
+                current = train_for_cell(cell.method, data, start, cell, preset, it, demos)
             t2 = time.perf_counter()
             result = evaluate(cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1)
             t3 = time.perf_counter()
@@ -193,6 +228,8 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
                     "train_s": t2 - t1,
                     "eval_s": t3 - t2,
                     "cell_s": time.perf_counter() - started,
+                    "selected_epoch": current.meta.get("best_epoch", "") if cell.select_rollouts else "",
+                    "select_s": scorer.seconds,  # part of train_s
                 }
             )
     finally:

@@ -43,11 +43,13 @@ class BenchmarkPlan:
     refit_mental: bool = False
     train_from: str = "initial"
     human: dict[str, Any] = field(default_factory=dict)  # overrides of the presets' simulated human
+    select_rollouts: int = 0  # the authors' model selection by rollouts: episodes per candidate (0: off)
+    select_every: int = 50  # epochs between candidates
 
 
 TRAIN_FROM = ("initial", "previous")
 # Runs stored before a setting existed used what the code did then (continued training, the presets' human).
-_SETTINGS_ADDED_LATER = {"train_from": "previous", "human": {}}
+_SETTINGS_ADDED_LATER = {"train_from": "previous", "human": {}, "select_rollouts": 0, "select_every": 50}
 
 
 def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
@@ -62,6 +64,7 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
         raise ValueError("the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)")
     common = {"iterations": iterations, "episodes": plan.episodes}
     common |= {"refit_mental": plan.refit_mental, "train_from": plan.train_from}
+    common |= _check_selection(plan)
     # The prediction experiment scores MILE's intervention model (its rivals are fit inside the cell),
     # so it runs the MILE variants among the methods and ignores the rest.
     predictors = [m for m in plan.methods if parse_method(m)[0] == "mile"]
@@ -80,6 +83,21 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
     return cells
 
 
+def _check_selection(plan: BenchmarkPlan) -> dict[str, int]:
+    """The cells' rollout-selection settings; refuses what it cannot apply."""
+    if plan.select_rollouts < 0 or plan.select_every < 1:
+        raise ValueError(
+            f"rollout selection needs episodes >= 0 and every >= 1 epochs,"
+            f" got {plan.select_rollouts} and {plan.select_every}"
+        )
+    if plan.select_rollouts:
+        if plan.experiment == "prediction":
+            raise ValueError("the prediction experiment scores likelihoods: run it without rollout selection")
+        if any(parse_method(m)[0] == "rlif" for m in plan.methods):
+            raise ValueError("rollout selection picks among epochs; RLIF trains by updates: run it without selection")
+    return {"select_rollouts": plan.select_rollouts, "select_every": plan.select_every}
+
+
 def check_settings(out: Path, plan: BenchmarkPlan) -> None:
     """Refuse to resume a CSV made with other settings (its cells would not be comparable).
 
@@ -94,6 +112,8 @@ def check_settings(out: Path, plan: BenchmarkPlan) -> None:
         "refit_mental": plan.refit_mental,
         "train_from": plan.train_from,
         "human": plan.human,
+        "select_rollouts": plan.select_rollouts,
+        "select_every": plan.select_every,
     }
     if path.is_file():
         stored = json.loads(path.read_text())

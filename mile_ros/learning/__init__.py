@@ -14,7 +14,14 @@ from .intervention import (
     chi2_probit_expectation,
     gaussian_spread,
 )
-from .loop import LoopConfig, LoopResult, TrainingDivergedError, train_loop
+from .loop import (
+    LoopConfig,
+    LoopResult,
+    RolloutSelection,
+    TrainingDivergedError,
+    select_by_rollouts,
+    train_loop,
+)
 from .model import MileLosses, MileModel
 from .networks import CategoricalMLP, GaussianMLP, Normalizer, PolicyNet, build_policy
 from .runner import FrameStacker, PolicyRunner
@@ -43,6 +50,7 @@ __all__ = [
     "Normalizer",
     "PolicyNet",
     "PolicyRunner",
+    "RolloutSelection",
     "Spec",
     "TrainingDivergedError",
     "build_model",
@@ -54,6 +62,7 @@ __all__ = [
     "gaussian_spread",
     "holdout_mask",
     "load_checkpoint",
+    "select_by_rollouts",
     "stack_frames",
     "train_loop",
 ]

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["LoopConfig", "LoopResult", "TrainingDivergedError", "train_loop"]
+__all__ = [
+    "LoopConfig",
+    "LoopResult",
+    "RolloutSelection",
+    "TrainingDivergedError",
+    "select_by_rollouts",
+    "train_loop",
+]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -42,6 +51,58 @@ class LoopResult:
     best_epoch: int = -1
     best_val: float = math.inf
     stopped_early: bool = False
+    rollout_scores: list[tuple[int, float]] = field(default_factory=list)  # (epoch, score); -1: before training
+
+
+@dataclass(frozen=True)
+class RolloutSelection:
+    """The authors' model selection, for simulation benchmarks only: every ``every`` epochs (and
+    before the first and after the last) ``score(modules)`` rolls the policy out in the environment;
+    the loop ends with the best-scoring weights (the later candidate on a tie).
+
+    A real robot has no rollouts to spare, so no trainer turns this on by itself: a benchmark wraps
+    the training call in :func:`select_by_rollouts`.
+    """
+
+    score: Callable[[Sequence[nn.Module]], float]
+    every: int = 50
+
+
+_SELECTION: ContextVar[RolloutSelection | None] = ContextVar("rollout_selection", default=None)
+
+
+@contextmanager
+def select_by_rollouts(selection: RolloutSelection) -> Iterator[None]:
+    """Every :func:`train_loop` inside the block selects its weights by ``selection``."""
+    if selection.every < 1:
+        raise ValueError(f"rollout selection needs every >= 1 epochs, got {selection.every}")
+    token = _SELECTION.set(selection)
+    try:
+        yield
+    finally:
+        _SELECTION.reset(token)
+
+
+class _RolloutCandidates:
+    """The best-scoring weights seen so far under a :class:`RolloutSelection`."""
+
+    def __init__(self, selection: RolloutSelection, modules: Sequence[nn.Module], result: LoopResult) -> None:
+        self.selection, self.modules, self.result = selection, modules, result
+        self.best_score, self.best_state = -math.inf, None
+
+    def offer(self, epoch: int) -> None:
+        for m in self.modules:
+            m.eval()
+        with torch.no_grad():
+            score = float(self.selection.score(self.modules))
+        self.result.rollout_scores.append((epoch, score))
+        if score >= self.best_score:
+            self.best_score, self.result.best_epoch = score, epoch
+            self.best_state = [copy.deepcopy(m.state_dict()) for m in self.modules]
+
+    def restore(self) -> None:
+        for m, s in zip(self.modules, self.best_state or []):
+            m.load_state_dict(s)
 
 
 def train_loop(
@@ -60,6 +121,7 @@ def train_loop(
     the lowest held-out loss (model selection by likelihood, never by rollouts) and training stops
     after ``patience`` epochs without improvement. ``extra_params`` (e.g. MILE's cost and probit
     scale) are trained at ``extra_lr`` (default: ``config.lr``) without weight decay.
+    Inside :func:`select_by_rollouts` the weights are chosen by rollouts instead (benchmarks only).
     """
     extra_ids = {id(p) for p in extra_params}
     seen: set[int] = set()
@@ -74,6 +136,10 @@ def train_loop(
     gen = torch.Generator().manual_seed(config.seed)
     result = LoopResult()
     best_state = None
+    selection = _SELECTION.get()
+    candidates = _RolloutCandidates(selection, modules, result) if selection is not None else None
+    if candidates is not None:
+        candidates.offer(-1)
     bar = tqdm(range(config.epochs), desc=desc, disable=not config.progress, leave=False, dynamic_ncols=True)
     for epoch in bar:
         for m in modules:
@@ -98,7 +164,9 @@ def train_loop(
                 m.eval()
             with torch.no_grad():
                 row["val_loss"] = float(val_loss())
-            if not config.select_best:
+            if candidates is not None:
+                pass  # the rollouts choose the weights, not the held-out loss
+            elif not config.select_best:
                 result.best_val, result.best_epoch = row["val_loss"], epoch
             elif row["val_loss"] < result.best_val:
                 result.best_val, result.best_epoch = row["val_loss"], epoch
@@ -109,7 +177,11 @@ def train_loop(
                 break
         result.history.append(row)
         bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k != "epoch"})
-    if best_state is not None:  # only ever set with select_best
+        if candidates is not None and ((epoch + 1) % selection.every == 0 or epoch == config.epochs - 1):
+            candidates.offer(epoch)
+    if candidates is not None:
+        candidates.restore()
+    elif best_state is not None:  # only ever set with select_best
         for m, s in zip(modules, best_state):
             m.load_state_dict(s)
     else:
