@@ -12,6 +12,7 @@ demonstrations given to the baselines.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from mile_ros.learning import (
     PolicyNet,
     PolicyRunner,
     RolloutSelection,
+    Spec,
     select_by_rollouts,
 )
 from mile_ros.seeds import EVAL_SEED, SELECT_SEED, collect_seed, update_seed
@@ -106,10 +108,10 @@ def train_for_cell(
 class _RolloutScorer:
     """Scores a candidate policy of a cell by rollouts on the selection episodes; adds up the time."""
 
-    def __init__(self, cell: Cell, spec) -> None:
+    def __init__(self, cell: Cell, spec: Spec) -> None:
         self.cell, self.spec, self.seconds = cell, spec, 0.0
 
-    def __call__(self, modules) -> float:
+    def __call__(self, modules: Sequence[torch.nn.Module]) -> float:
         started = time.perf_counter()
         policy = next(m if isinstance(m, PolicyNet) else m.policy for m in modules)  # MileModel: its .policy
         result = evaluate(self.cell.task, MileCheckpoint(self.spec, policy), self.cell.select_rollouts, SELECT_SEED, 1)
