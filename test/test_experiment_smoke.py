@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -159,13 +160,14 @@ def test_rollout_selection_keeps_a_candidate_epoch_and_says_which(out, tmp_path)
     init = next(r for r in runs["selected"] if r["iteration"] == "0")
     for row in (r for r in runs["selected"] if r["iteration"] == "1"):
         assert row["select_rollouts"] == "3" and float(row["select_s"]) > 0, row
+        assert math.isfinite(float(row["select_score"]))  # the kept candidate's return on the selection episodes
         epoch = int(row["selected_epoch"])
         assert epoch in (-1, 49, 99), epoch  # the smoke preset's 100 epochs, candidates every 50
         if epoch == 99:
             assert row["mean_return"] == plain[row["method"]]["mean_return"], row["method"]
         if epoch == -1:
             assert row["mean_return"] == init["mean_return"], row["method"]
-    assert all(r["selected_epoch"] == "" for r in plain.values())
+    assert all(r["selected_epoch"] == "" and math.isnan(float(r["select_score"])) for r in plain.values())
 
 
 def test_bad_arguments_are_refused_with_a_message(tmp_path):

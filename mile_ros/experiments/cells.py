@@ -11,6 +11,7 @@ demonstrations given to the baselines.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,13 +111,16 @@ class _RolloutScorer:
 
     def __init__(self, cell: Cell, spec: Spec) -> None:
         self.cell, self.spec, self.seconds = cell, spec, 0.0
+        self.best = -math.inf  # the kept candidate's score: what a protocol reporting it would report
 
     def __call__(self, modules: Sequence[torch.nn.Module]) -> float:
         started = time.perf_counter()
         policy = next(m if isinstance(m, PolicyNet) else m.policy for m in modules)  # MileModel: its .policy
         result = evaluate(self.cell.task, MileCheckpoint(self.spec, policy), self.cell.select_rollouts, SELECT_SEED, 1)
         self.seconds += time.perf_counter() - started
-        return float(getattr(result, metric_for(self.cell.task)))
+        score = float(getattr(result, metric_for(self.cell.task)))
+        self.best = max(self.best, score)
+        return score
 
 
 def run_cell(
@@ -184,6 +188,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             "cell_s": 0.0,
             "selected_epoch": "",
             "select_s": 0.0,
+            "select_score": float("nan"),
         }
     )
     try:
@@ -232,6 +237,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
                     "cell_s": time.perf_counter() - started,
                     "selected_epoch": current.meta.get("best_epoch", "") if cell.select_rollouts else "",
                     "select_s": scorer.seconds,  # part of train_s
+                    "select_score": scorer.best if cell.select_rollouts else float("nan"),
                 }
             )
     finally:
