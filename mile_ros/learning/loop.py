@@ -118,7 +118,7 @@ def train_loop(
     """Minimise ``batch_loss(indices)`` over shuffled minibatches of ``range(n_rows)``.
 
     ``val_loss`` is recorded every epoch; with ``config.select_best`` the modules end at the epoch with
-    the lowest held-out loss (model selection by likelihood, never by rollouts) and training stops
+    the lowest held-out loss (model selection by likelihood) and training stops
     after ``patience`` epochs without improvement. ``extra_params`` (e.g. MILE's cost and probit
     scale) are trained at ``extra_lr`` (default: ``config.lr``) without weight decay.
     Inside :func:`select_by_rollouts` the weights are chosen by rollouts instead (benchmarks only).
