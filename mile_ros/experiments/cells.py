@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,10 +214,8 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             t1 = time.perf_counter()
             start = init if cell.train_from == "initial" else current
             scorer = _RolloutScorer(cell, init.spec)
-            if cell.select_rollouts:
-                with select_by_rollouts(RolloutSelection(scorer, cell.select_every)):
-                    current = train_for_cell(cell.method, data, start, cell, preset, it, demos)
-            else:
+            selection = RolloutSelection(scorer, cell.select_every)
+            with select_by_rollouts(selection) if cell.select_rollouts else nullcontext():
                 current = train_for_cell(cell.method, data, start, cell, preset, it, demos)
             t2 = time.perf_counter()
             result = evaluate(cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1)
