@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -190,3 +192,44 @@ def test_demos_enter_as_interventions_and_bc_intervention_classifier_predicts_ta
     assert auc_pairs.mean() > 0.9
     with pytest.raises(ValueError, match="no intervention classifier"):
         intervention_probability(init, data.stacked_observations())
+
+
+def make_prior(spec: Spec, rows: int = 200, seed: int = 1) -> InterventionDataset:
+    """The initial policy's demonstrations: the demonstrator pushes (0.2, 0.9) where x0 < 0 (robot actions)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform(-1, 0, (rows, spec.obs_dim)).astype(np.float32)
+    act = np.tile(np.array([0.2, 0.9], np.float32), (rows, 1))
+    flag = np.zeros(rows, bool)
+    return InterventionDataset(spec, obs, act, flag, np.full_like(act, np.nan), np.zeros(rows, int), np.arange(rows))
+
+
+@pytest.mark.parametrize("method", ["mile", "bc_intervention", "hg_dagger", "iwr", "sirius"])
+def test_the_prior_joins_every_imitation_learner_and_lambda_prior_zero_drops_it(method):
+    data = make_record(False)
+    prior = make_prior(data.spec)
+    init = make_init(data.spec, data)
+    states = torch.from_numpy(prior.stacked_observations())
+    target = torch.tensor([0.2, 0.9])
+
+    def error(ckpt) -> float:
+        with torch.no_grad():
+            return float((ckpt.policy(states)[0] - target).norm(dim=-1).mean())
+
+    with_prior = train(method, data, init, fast_config(method, False), prior=prior)
+    no_prior = dataclasses.replace(fast_config(method, False), lambda_prior=0.0)
+    without = train(method, data, init, no_prior, prior=prior)
+    assert with_prior.meta["prior_rows"] == len(prior) and without.meta["prior_rows"] == 0
+    assert error(with_prior) < 0.5 * error(without), f"{method}: {error(with_prior):.3f} vs {error(without):.3f}"
+
+
+def test_rlif_takes_no_prior():
+    data = make_record(False)
+    ckpt = train("rlif", data, make_init(data.spec, data), fast_config("rlif", False), prior=make_prior(data.spec))
+    assert ckpt.meta["prior_rows"] == 0
+
+
+def test_a_prior_of_another_shape_is_refused():
+    data = make_record(False)
+    other = make_prior(Spec(OBS + 1, ACT, False, frame_stack=1))
+    with pytest.raises(ValueError, match="prior does not fit"):
+        train("hg_dagger", data, make_init(data.spec, data), fast_config("hg_dagger", False), prior=other)

@@ -164,3 +164,19 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error(record):
 
     with pytest.raises(TrainingDivergedError, match="loss is"):  # an absurd step size overflows the weights
         fit_mile(record, MileConfig(**{**QUICK, "epochs": 3, "lr": 1e30}))
+
+
+def test_normaliser_keeps_a_feature_constant_in_its_data_within_a_few_units():
+    """A goal position that never moved in the demonstrations must not become an input 50 units
+    away when another episode puts it 5 cm further (what a 1e-3 floor on the std did)."""
+    from mile_ros.learning import Normalizer
+    from mile_ros.learning.networks import STD_FLOOR
+
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(0.0, 0.3, 500), np.full(500, 0.7)]).astype(np.float32)
+    norm = Normalizer(2)
+    norm.fit(x)
+    assert float(norm.std[1]) == pytest.approx(STD_FLOOR)
+    assert float(norm.std[0]) == pytest.approx(float(np.hypot(x[:, 0].std(), STD_FLOOR)), rel=1e-4)
+    shifted = norm(torch.tensor([[0.0, 0.75]]))
+    assert abs(float(shifted[0, 1])) <= 1.0

@@ -1,10 +1,12 @@
 """MILE and the baselines it is compared with, all behind one interface.
 
-    checkpoint = train(method, dataset, init, config=None, demos=None)
+    checkpoint = train(method, dataset, init, config=None, demos=None, prior=None)
 
 ``init`` is the common initial policy: every method fine-tunes a clone of it. ``config`` defaults to
 :func:`default_config` (the paper's appendix D for the task); ``demos`` adds expert demonstrations
-as intervened steps (the offline-demonstration ablation). The returned checkpoint's policy is what
+as intervened steps (the offline-demonstration ablation); ``prior`` is what the initial policy was
+cloned from (D0), aggregated with the record by every method but RLIF (an RL learner that takes no
+prior: it ignores one). The returned checkpoint's policy is what
 gets evaluated. One module per method, readable top to bottom: ``mile``, ``bc_intervention``,
 ``hg_dagger``, ``iwr``, ``sirius``, ``rlif``.
 """
@@ -124,8 +126,9 @@ def train(
     init: MileCheckpoint,
     config: Any = None,
     demos: InterventionDataset | None = None,
+    prior: InterventionDataset | None = None,
 ) -> MileCheckpoint:
-    """Train ``method`` on ``dataset`` from a clone of ``init``; its policy gets evaluated."""
+    """Train ``method`` on ``dataset`` (and ``prior``) from a clone of ``init``; its policy gets evaluated."""
     if method not in _TRAINERS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     mismatch = init.spec.describe_mismatch(dataset.spec)
@@ -135,6 +138,13 @@ def train(
     config = config if config is not None else default_config(method)
     if not isinstance(config, config_type):
         raise TypeError(f"{method} takes a {config_type.__name__}, got {type(config).__name__}")
-    checkpoint = fn(dataset, init, config, demos)
+    if prior is not None:
+        mismatch = dataset.spec.describe_mismatch(prior.spec)
+        if mismatch:
+            raise ValueError(f"the prior does not fit the data: {mismatch}")
+    if method == "rlif" or not getattr(config, "lambda_prior", 0):
+        prior = None
+    checkpoint = fn(dataset, init, config, demos) if method == "rlif" else fn(dataset, init, config, demos, prior)
+    checkpoint.meta["prior_rows"] = 0 if prior is None else len(prior)
     checkpoint.meta.setdefault("method", method)
     return checkpoint

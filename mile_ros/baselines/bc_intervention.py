@@ -4,7 +4,8 @@ One network models the record without MILE's intervention model: a classifier he
 ``P(I=1|s)`` (trained on every step by binary cross-entropy) and the policy head is trained by
 behaviour cloning on the human's actions where they intervened. Both heads share the policy's trunk,
 so the non-intervened steps shape the features only through the classifier. The classifier head is
-saved in the checkpoint's ``meta`` and :func:`intervention_probability` reads it back.
+saved in the checkpoint's ``meta`` and :func:`intervention_probability` reads it back. The prior
+(the initial policy's demonstrations) trains the policy head only: its rows were not interventions.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mile_ros.learning import InterventionDataset, MileCheckpoint, PolicyNet, holdout_mask, train_loop
+from mile_ros.learning import (
+    InterventionDataset,
+    MileCheckpoint,
+    PolicyNet,
+    PriorTerm,
+    holdout_mask,
+    joint_rows,
+    train_loop,
+)
 
 from .common import BaselineConfig, clone_policy, merge_demos
 
@@ -43,6 +52,7 @@ def train(
     init: MileCheckpoint,
     config: BCInterventionConfig | None = None,
     demos: InterventionDataset | None = None,
+    prior: InterventionDataset | None = None,
 ) -> MileCheckpoint:
     config = config or BCInterventionConfig()
     data = merge_demos(dataset, demos)
@@ -55,15 +65,24 @@ def train(
     val = torch.from_numpy(holdout_mask(data.episode, config.val_fraction, config.seed))
     train_idx, val_idx = torch.nonzero(~val).squeeze(1), torch.nonzero(val).squeeze(1)
 
-    def nll(idx: Tensor) -> Tensor:  # the record's NLL per step: -log P(I) - I log pi(a_H)
+    prior_term = PriorTerm.of(prior, len(train_idx), config.lambda_prior)
+
+    def nll_sum(idx: Tensor) -> Tensor:  # the record's NLL: -log P(I) - I log pi(a_H), summed
         logit = head(policy.features(obs[idx])).squeeze(-1)
         l_cls = F.binary_cross_entropy_with_logits(logit, flag[idx], reduction="sum")
         mask = flag[idx].bool()
         l_bc = -policy.log_prob(obs[idx][mask], human[idx][mask]).sum() if mask.any() else logit.new_zeros(())
-        return (config.lambda_classifier * l_cls + l_bc) / max(len(idx), 1)
+        return config.lambda_classifier * l_cls + l_bc
 
-    val_loss = (lambda: float(nll(val_idx))) if len(val_idx) else None
-    loop = train_loop([policy, head], lambda b: nll(train_idx[b]), len(train_idx), config, val_loss, "BC-int")
+    def batch_loss(b: Tensor) -> Tensor:
+        if prior_term is None:
+            return nll_sum(train_idx[b]) / max(len(b), 1)
+        rec, pri = prior_term.split(b)
+        return (nll_sum(train_idx[rec]) + prior_term.nll_sum(policy, pri)) / len(b)
+
+    val_loss = (lambda: float(nll_sum(val_idx) / len(val_idx))) if len(val_idx) else None
+    n_rows = joint_rows(len(train_idx), prior_term)
+    loop = train_loop([policy, head], batch_loss, n_rows, config, val_loss, "BC-int")
     meta = {
         "trainer": "bc_intervention",
         "epochs_run": len(loop.history),

@@ -13,21 +13,27 @@ from mile_ros.learning import (
     MileCheckpoint,
     PolicyNet,
     build_policy,
+    demonstrated_actions,
     fit_bc,
 )
 
 __all__ = [
     "DEMO_EPISODE_OFFSET",
+    "PRIOR_EPISODE_OFFSET",
     "BaselineConfig",
     "clone_policy",
     "human_or_robot_actions",
     "merge_demos",
+    "merge_prior",
     "task_key",
+    "weight_prior",
     "weighted_bc",
 ]
 
-# Demonstration episodes get ids far above any recorded episode so that the two never collide.
+# Demonstration episodes get ids far above any recorded episode so that the two never collide;
+# the initial policy's own demonstrations (the prior, D0) above those.
 DEMO_EPISODE_OFFSET = 1_000_000
+PRIOR_EPISODE_OFFSET = 2_000_000
 
 
 @dataclass
@@ -37,6 +43,7 @@ class BaselineConfig(BCConfig):
     fit_normalizer: bool = False  # fine-tuning keeps the initial policy's input statistics
     select_best: bool = False  # the paper's fixed epochs on all episodes (see MileConfig)
     val_fraction: float = 0.0
+    lambda_prior: float = 1.0  # weight of the prior's rows (the initial policy's demonstrations); 0 drops them
     extra: dict[str, Any] = field(default_factory=dict)
 
     def updated(self, **overrides: Any) -> BaselineConfig:
@@ -69,28 +76,46 @@ def clone_policy(init: MileCheckpoint) -> PolicyNet:
     return policy
 
 
-def merge_demos(dataset: InterventionDataset, demos: InterventionDataset | None) -> InterventionDataset:
+def merge_demos(
+    dataset: InterventionDataset, demos: InterventionDataset | None, offset: int = DEMO_EPISODE_OFFSET
+) -> InterventionDataset:
     """``dataset`` plus expert demonstrations, every demo row treated as an intervention (I=1, a_H = expert).
 
     A demo dataset may store the expert's action as its robot action (a plain rollout of the expert)
-    or as a human action; where the human action is missing the robot action is used.
+    or as a human action; where the human action is missing the robot action is used. Demo episodes
+    are renumbered from ``offset``.
     """
     if demos is None or len(demos) == 0:
         return dataset
     mismatch = dataset.spec.describe_mismatch(demos.spec)
     if mismatch:
         raise ValueError(f"demonstrations do not fit the dataset: {mismatch}")
-    if demos.spec.discrete:
-        have = (demos.human_action >= 0) & (demos.human_action < demos.spec.act_dim)
-        expert = np.where(have, demos.human_action, demos.robot_action)
-    else:
-        have = np.isfinite(demos.human_action).all(1)
-        expert = np.where(have[:, None], demos.human_action, demos.robot_action)
-    episodes = demos.episode - demos.episode.min() + DEMO_EPISODE_OFFSET
+    expert = demonstrated_actions(demos)
+    episodes = demos.episode - demos.episode.min() + offset
     relabelled = InterventionDataset(
         demos.spec, demos.observation, expert, np.ones(len(demos), bool), expert, episodes, demos.step
     )
     return InterventionDataset.concatenate([dataset, relabelled])
+
+
+def merge_prior(
+    dataset: InterventionDataset, demos: InterventionDataset | None, prior: InterventionDataset | None
+) -> InterventionDataset:
+    """The weighted-BC methods' training set: the record, the demonstrations and the prior (D0).
+
+    The prior is what the initial policy was cloned from; aggregating it with the interventions is
+    DAgger's and HG-DAgger's own recipe (the aggregate starts as the demonstrations), and it keeps a
+    fine-tuned policy from forgetting the behaviour it started with. Its rows are intervened rows
+    numbered from :data:`PRIOR_EPISODE_OFFSET` (see :func:`weight_prior`).
+    """
+    return merge_demos(merge_demos(dataset, demos), prior, PRIOR_EPISODE_OFFSET)
+
+
+def weight_prior(data: InterventionDataset, weights: np.ndarray, lambda_prior: float) -> np.ndarray:
+    """``weights`` with the prior's rows (from :func:`merge_prior`) scaled by ``lambda_prior``."""
+    if lambda_prior < 0:
+        raise ValueError(f"lambda_prior must be >= 0, got {lambda_prior}")
+    return np.where(data.episode >= PRIOR_EPISODE_OFFSET, weights * lambda_prior, weights).astype(np.float32)
 
 
 def human_or_robot_actions(dataset: InterventionDataset) -> np.ndarray:

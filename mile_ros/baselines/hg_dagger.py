@@ -12,7 +12,7 @@ import numpy as np
 
 from mile_ros.learning import InterventionDataset, MileCheckpoint
 
-from .common import BaselineConfig, merge_demos, weighted_bc
+from .common import BaselineConfig, merge_prior, weight_prior, weighted_bc
 
 __all__ = ["HGDaggerConfig", "train"]
 
@@ -28,9 +28,11 @@ def train(
     init: MileCheckpoint,
     config: HGDaggerConfig | None = None,
     demos: InterventionDataset | None = None,
+    prior: InterventionDataset | None = None,
 ) -> MileCheckpoint:
     config = config or HGDaggerConfig()
-    data = merge_demos(dataset, demos)
+    data = merge_prior(dataset, demos, prior)
     weights = data.intervention.astype(np.float32)
+    weights = weight_prior(data, weights, config.lambda_prior)
     policy, info = weighted_bc(data, init, data.human_action, weights, config, desc="HG-DAgger")
     return MileCheckpoint(data.spec, policy, meta={"trainer": "hg_dagger", **info})

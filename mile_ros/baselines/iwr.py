@@ -14,7 +14,7 @@ import numpy as np
 
 from mile_ros.learning import InterventionDataset, MileCheckpoint
 
-from .common import BaselineConfig, human_or_robot_actions, merge_demos, weighted_bc
+from .common import BaselineConfig, human_or_robot_actions, merge_prior, weight_prior, weighted_bc
 
 __all__ = ["IWRConfig", "count_balanced_weights", "train"]
 
@@ -41,9 +41,11 @@ def train(
     init: MileCheckpoint,
     config: IWRConfig | None = None,
     demos: InterventionDataset | None = None,
+    prior: InterventionDataset | None = None,
 ) -> MileCheckpoint:
     config = config or IWRConfig()
-    data = merge_demos(dataset, demos)
+    data = merge_prior(dataset, demos, prior)
     weights = count_balanced_weights(data.intervention, config.intervention_share)
+    weights = weight_prior(data, weights, config.lambda_prior)
     policy, info = weighted_bc(data, init, human_or_robot_actions(data), weights, config, desc="IWR")
     return MileCheckpoint(data.spec, policy, meta={"trainer": "iwr", **info})

@@ -1,7 +1,8 @@
 """MILE itself, behind the baselines' interface: the core's ``fit_mile`` started from the initial policy.
 
 The mental model starts as a copy of the initial policy (the robot the human has been watching);
-demonstrations, when given, are added as intervened steps like for every other method.
+demonstrations, when given, are added as intervened steps like for every other method; the prior
+(the initial policy's own demonstrations) adds its log-likelihood under the policy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def train(
     init: MileCheckpoint,
     config: MileConfig | None = None,
     demos: InterventionDataset | None = None,
+    prior: InterventionDataset | None = None,
 ) -> MileCheckpoint:
     config = config or MileConfig()
     data = merge_demos(dataset, demos)
@@ -27,5 +29,5 @@ def train(
         start = init
     else:
         start = MileCheckpoint(init.spec, init.policy, None, config.cost, config.sigma)
-    result = fit_mile(data, config, init=start)
+    result = fit_mile(data, config, init=start, prior=prior)
     return result.checkpoint(trainer="mile")

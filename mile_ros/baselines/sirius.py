@@ -15,7 +15,7 @@ import numpy as np
 
 from mile_ros.learning import InterventionDataset, MileCheckpoint
 
-from .common import BaselineConfig, human_or_robot_actions, merge_demos, weighted_bc
+from .common import BaselineConfig, human_or_robot_actions, merge_prior, weight_prior, weighted_bc
 
 __all__ = [
     "INTERVENTION",
@@ -74,11 +74,12 @@ def train(
     init: MileCheckpoint,
     config: SiriusConfig | None = None,
     demos: InterventionDataset | None = None,
+    prior: InterventionDataset | None = None,
 ) -> MileCheckpoint:
     config = config or SiriusConfig()
-    data = merge_demos(dataset, demos)
+    data = merge_prior(dataset, demos, prior)
     mode = action_modes(data, config.preintervention_window)
-    weights = sirius_weights(mode, config)
+    weights = weight_prior(data, sirius_weights(mode, config), config.lambda_prior)
     policy, info = weighted_bc(data, init, human_or_robot_actions(data), weights, config, desc="Sirius")
     info["pre_intervention_rows"] = int((mode == PRE_INTERVENTION).sum())
     return MileCheckpoint(data.spec, policy, meta={"trainer": "sirius", **info})

@@ -25,6 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, required=True, help="the cell's seed (sets the update seeds)")
     p.add_argument("--episodes", type=int, default=1, help="the cell's episodes per iteration")
     p.add_argument("--demos", type=int, default=0, help="expert demonstrations given to the baselines")
+    p.add_argument(
+        "--prior",
+        type=Path,
+        help="the initial policy's demonstrations (default: init-demos.npz beside --init, where it exists)",
+    )
     p.add_argument("--preset", default="quick", help="the cell's preset (quick, smoke or paper)")
     p.add_argument(
         "--without-episodes",
@@ -51,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no record at {args.record}")
         record = InterventionDataset.load(args.record)
         init = load_checkpoint(args.init)
+        prior_path = args.prior or args.init.with_name("init-demos.npz")
+        if args.prior and not prior_path.is_file():
+            raise ValueError(f"no prior at {prior_path}")
+        prior = InterventionDataset.load(prior_path) if prior_path.is_file() else None
         rows = replay_record(
             record,
             args.task,
@@ -62,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
             args.episodes,
             args.demos,
             args.without_episodes,
+            prior,
         )
     except (ValueError, DatasetError, CheckpointError) as exc:
         print(f"mile-ros replay: {exc}", file=sys.stderr)

@@ -91,13 +91,20 @@ def _as_dataset(episodes: list[Episode], first_id: int) -> InterventionDataset:
 
 
 def train_for_cell(
-    method: str, data: InterventionDataset, current: MileCheckpoint, cell: Cell, preset, it: int, demos
+    method: str,
+    data: InterventionDataset,
+    current: MileCheckpoint,
+    cell: Cell,
+    preset,
+    it: int,
+    demos,
+    prior: InterventionDataset | None = None,
 ) -> MileCheckpoint:
     """Train ``method`` as ``cell`` does at iteration ``it``: its preset, overrides and update seed."""
     name, extra = parse_method(method)
     overrides = {**preset.overrides(name), **extra, "seed": update_seed(cell.seed, it)}
     config = baselines.default_config(name, cell.task, iterative=cell.iterations > 1, **overrides)
-    trained = baselines.train(name, data, current, config, demos=demos if name != "mile" else None)
+    trained = baselines.train(name, data, current, config, demos=demos if name != "mile" else None, prior=prior)
     bad = [k for k, v in trained.policy.state_dict().items() if not torch.isfinite(v).all()]
     if bad:
         raise TrainingDivergedError(
@@ -198,6 +205,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
         demos = expert_demos(cell.task, cell.demos, env)
         demo_s = time.perf_counter() - t
         init = current = task.init  # loaded once: every method trains a clone, never init itself
+        prior = task.prior
         parts: list[InterventionDataset] = []
         intervened = 0
         for it in range(1, cell.iterations + 1):
@@ -216,7 +224,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             scorer = _RolloutScorer(cell, init.spec)
             selection = RolloutSelection(scorer, cell.select_every)
             with select_by_rollouts(selection) if cell.select_rollouts else nullcontext():
-                current = train_for_cell(cell.method, data, start, cell, preset, it, demos)
+                current = train_for_cell(cell.method, data, start, cell, preset, it, demos, prior)
             t2 = time.perf_counter()
             result = evaluate(cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1)
             t3 = time.perf_counter()
@@ -252,6 +260,7 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
     try:
         human = build_human(human_setup, env, cell.seed)
         init = current = task.init  # loaded once: every method trains a clone, never init itself
+        prior = task.prior
         parts: list[InterventionDataset] = []
         for it in range(1, cell.iterations + 1):
             t0 = time.perf_counter()
@@ -262,7 +271,7 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
                 past = InterventionDataset.concatenate(parts)
                 obs = new.stacked_observations()
                 model = current.intervention_model()
-                nn_ckpt = train_for_cell("bc_intervention", past, init, cell, preset, it, None)
+                nn_ckpt = train_for_cell("bc_intervention", past, init, cell, preset, it, None, prior)
                 predictors = {
                     "mile": model.intervention_probability(torch.from_numpy(obs)).numpy(),
                     "nn_classifier": classifier_probability(nn_ckpt, obs),
@@ -286,6 +295,6 @@ def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset
             if records is not None:
                 data.save(record_path(records, cell))
             start = init if cell.train_from == "initial" else current
-            current = train_for_cell(cell.method, data, start, cell, preset, it, None)
+            current = train_for_cell(cell.method, data, start, cell, preset, it, None, prior)
     finally:
         env.close()

@@ -49,10 +49,13 @@ def replay_record(
     episodes_per_iteration: int = 1,
     demos: int = 0,
     without_episodes: Sequence[int] = (),
+    prior: InterventionDataset | None = None,
 ) -> list[dict[str, Any]]:
     """One row per method and iteration: success, return and training time on the record up to it.
 
-    ``without_episodes``: episode ids (0-based, as in the record) left out of every training set.
+    ``without_episodes``: episode ids (0-based, as in the record) left out of every training set;
+    ``prior``: the initial policy's demonstrations (the benchmark's cache keeps them beside
+    ``init.pt`` as ``init-demos.npz``).
     """
     torch.set_num_threads(1)  # as a benchmark cell: the same arithmetic, hence the same figures
     total = record_iterations(record, episodes_per_iteration)
@@ -76,7 +79,7 @@ def replay_record(
         for spec in methods:
             cell = Cell("replay", task, spec, seed, iterations=total, episodes=episodes_per_iteration, demos=demos)
             t = time.perf_counter()
-            trained = train_for_cell(spec, data, init, cell, preset, it, demo_data)
+            trained = train_for_cell(spec, data, init, cell, preset, it, demo_data, prior)
             train_s = time.perf_counter() - t
             result = evaluate(task, trained, preset.eval_episodes, seed=EVAL_SEED, workers=1)
             rows.append(

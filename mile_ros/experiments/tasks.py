@@ -86,10 +86,15 @@ class TaskSetup:
     expert_return: float
     init_demos: int
     seconds: float
+    prior_path: str = ""  # the demonstrations the initial policy was cloned from (D0)
 
     @property
     def init(self) -> MileCheckpoint:
         return load_checkpoint(self.init_path)
+
+    @property
+    def prior(self) -> InterventionDataset:
+        return InterventionDataset.load(self.prior_path)
 
 
 @dataclass
@@ -109,10 +114,15 @@ def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
     folder = Path(cache) / task
     info_path = folder / f"task-{preset.name}.json"
     if info_path.is_file():
-        return TaskSetup(**json.loads(info_path.read_text()))
+        cached = json.loads(info_path.read_text())
+        if cached.get("prior_path"):
+            return TaskSetup(**cached)
+        # A cache from before the prior was kept: made again, so every method gets its D0.
     started = time.perf_counter()
     init = make_initial_policy(task, seed=0, check_episodes=preset.init_check_episodes)
     init_path = init.checkpoint.save(folder / "init.pt")
+    assert init.demonstrations is not None, "the initial-policy recipe returns its demonstrations"
+    prior_path = init.demonstrations.save(folder / "init-demos.npz")
     init_eval = evaluate(task, init.checkpoint, preset.eval_episodes, seed=EVAL_SEED, workers=1)
     env = make_env(task, seed=0)
     try:
@@ -128,6 +138,7 @@ def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
         expert_eval.mean_return,
         init.demos,
         time.perf_counter() - started,
+        str(prior_path),
     )
     _write_json(info_path, asdict(setup))
     return setup

@@ -24,6 +24,7 @@ from .loop import (
 )
 from .model import MileLosses, MileModel
 from .networks import CategoricalMLP, GaussianMLP, Normalizer, PolicyNet, build_policy
+from .prior import PriorTerm, demonstrated_actions, joint_rows
 from .runner import FrameStacker, PolicyRunner
 from .spec import Spec
 from .trainer import MileConfig, MileResult, build_model, calibrate_cost, fit_mile
@@ -50,6 +51,7 @@ __all__ = [
     "Normalizer",
     "PolicyNet",
     "PolicyRunner",
+    "PriorTerm",
     "RolloutSelection",
     "Spec",
     "TrainingDivergedError",
@@ -57,10 +59,12 @@ __all__ = [
     "build_policy",
     "calibrate_cost",
     "chi2_probit_expectation",
+    "demonstrated_actions",
     "fit_bc",
     "fit_mile",
     "gaussian_spread",
     "holdout_mask",
+    "joint_rows",
     "load_checkpoint",
     "select_by_rollouts",
     "stack_frames",

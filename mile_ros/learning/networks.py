@@ -12,6 +12,12 @@ from torch import Tensor, nn
 __all__ = ["CategoricalMLP", "GaussianMLP", "Normalizer", "PolicyNet", "build_policy"]
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+# Added in quadrature to every feature's std when a normaliser is fitted, in observation units.
+# A policy cloned from a few demonstrations sees object and goal positions that never change within
+# an episode: scaled by their (near-zero) spread, another episode's layout becomes an input tens
+# of standard units away and the network extrapolates. Sized for positions in metres and
+# unit-scale features (Metaworld, LunarLander, R3M embeddings).
+STD_FLOOR = 0.1
 
 
 class Normalizer(nn.Module):
@@ -22,11 +28,11 @@ class Normalizer(nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
-    def fit(self, x: np.ndarray | Tensor, min_std: float = 1e-3) -> None:
-        """Set the statistics from data (rows are samples); constant features get ``min_std``."""
+    def fit(self, x: np.ndarray | Tensor, floor: float = STD_FLOOR) -> None:
+        """Set the statistics from data (rows are samples): mean, and ``sqrt(var + floor^2)``."""
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         self.mean.copy_(x.mean(0))
-        self.std.copy_(x.std(0, unbiased=False).clamp(min=min_std))
+        self.std.copy_((x.var(0, unbiased=False) + floor**2).sqrt())
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std

@@ -14,6 +14,7 @@ from .intervention import ContinuousForm, DiscreteForm
 from .loop import LoopConfig, LoopResult, train_loop
 from .model import MileModel
 from .networks import build_policy
+from .prior import PriorTerm, joint_rows
 from .spec import Spec
 
 __all__ = ["MileConfig", "MileResult", "build_model", "calibrate_cost", "fit_mile"]
@@ -32,6 +33,9 @@ class MileConfig(LoopConfig):
     lambda_int: float = 1.0
     lambda_policy: float = 1.0
     lambda_mental: float = 0.0  # anchor pi_hat_R to the robot's actions (not in the paper; off by default)
+    # Weight of the prior's log-likelihood under pi_H (the demonstrations the initial policy was
+    # cloned from, when the caller gives them; 1 = their exact likelihood term).
+    lambda_prior: float = 1.0
     # Keep pi_hat_R at the initial checkpoint's: the human's belief formed on the initial policy and
     # never updated (the simulated human's, as the authors fixed it). Needs ``init``.
     freeze_mental: bool = False
@@ -126,8 +130,14 @@ def fit_mile(
     config: MileConfig | None = None,
     init: MileCheckpoint | None = None,
     model: MileModel | None = None,
+    prior: InterventionDataset | None = None,
 ) -> MileResult:
-    """Fit MILE to ``dataset``; held-out episodes choose the epoch (by negative log-likelihood)."""
+    """Fit MILE to ``dataset``; held-out episodes choose the epoch (by negative log-likelihood).
+
+    ``prior``: demonstrations of the human (the initial policy's), whose log-likelihood under the
+    policy joins the loss with weight ``config.lambda_prior`` (no intervention term: they were not
+    interventions).
+    """
     config = config or MileConfig()
     if len(dataset) == 0:
         raise ValueError("the dataset is empty: record at least one episode before training")
@@ -144,10 +154,19 @@ def fit_mile(
         if not config.freeze_mental:
             model.mental.normalizer.fit(obs)
 
-    def batch_loss(idx: Tensor) -> Tensor:
+    prior_term = PriorTerm.of(prior, len(train), config.lambda_prior, config.padding)
+
+    def record_loss(idx: Tensor) -> Tensor:
         return model.losses(
             obs[idx], flag[idx], human[idx], config.lambda_int, config.lambda_policy, robot[idx], lambda_mental
         ).total
+
+    def batch_loss(idx: Tensor) -> Tensor:
+        if prior_term is None:
+            return record_loss(idx)
+        rec, pri = prior_term.split(idx)
+        total = record_loss(rec) * len(rec) if len(rec) else obs.new_zeros(())
+        return (total + prior_term.nll_sum(model.policy, pri)) / len(idx)
 
     val_loss = None
     if len(val):
@@ -157,7 +176,14 @@ def fit_mile(
             return float(model.losses(v_obs, v_flag, v_human).total)
 
     loop = train_loop(
-        [model], batch_loss, len(train), config, val_loss, "MILE", model.scalar_parameters(), config.scalar_lr
+        [model],
+        batch_loss,
+        joint_rows(len(train), prior_term),
+        config,
+        val_loss,
+        "MILE",
+        model.scalar_parameters(),
+        config.scalar_lr,
     )
     return MileResult(model, spec, config, loop, len(train), len(val))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mile_ros.learning import BCConfig, MileCheckpoint, PolicyRunner, fit_bc
+from mile_ros.learning import BCConfig, InterventionDataset, MileCheckpoint, PolicyRunner, fit_bc
 
 from .envs import make_env
 from .experts import make_expert
@@ -54,9 +54,14 @@ class InitialPolicy:
     in_band: bool
     seconds: float
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # The demonstrations it was cloned from (the expert's clean labels as robot actions): the D0
+    # that DAgger-style learners aggregate with the interventions (``prior`` in mile_ros.baselines).
+    demonstrations: InterventionDataset | None = None
 
 
-def _attempt(task: str, recipe: dict[str, Any], demos: int, seed: int) -> tuple[MileCheckpoint, dict[str, Any]]:
+def _attempt(
+    task: str, recipe: dict[str, Any], demos: int, seed: int
+) -> tuple[MileCheckpoint, dict[str, Any], InterventionDataset]:
     env = make_env(task, seed=seed)
     try:
         expert = make_expert(task, env)
@@ -89,7 +94,7 @@ def _attempt(task: str, recipe: dict[str, Any], demos: int, seed: int) -> tuple[
     }
     return MileCheckpoint(
         data.spec, policy, meta={"trainer": "initial_policy", "task": task, "seed": seed, **info}
-    ), info
+    ), info, data
 
 
 class _Labelled:
@@ -115,21 +120,23 @@ def make_initial_policy(task: str, seed: int = 0, check_episodes: int | None = N
     metric = recipe.get("metric", "success")
     n_check = int(check_episodes if check_episodes is not None else recipe["check_episodes"])
     attempts: list[dict[str, Any]] = []
-    best: tuple[float, MileCheckpoint, dict, float] | None = None
+    best: tuple[float, MileCheckpoint, dict, float, InterventionDataset] | None = None
     # Small nets: one thread is faster here, and it makes the run bit-reproducible.
     with single_torch_thread():
         for demos in recipe["demos"]:
-            ckpt, info = _attempt(task, recipe, int(demos), seed)
+            ckpt, info, data = _attempt(task, recipe, int(demos), seed)
             result = evaluate(task, PolicyRunner(ckpt), n_check, seed=CHECK_SEED_OFFSET + 1000 * seed)
             value = result.success_rate if metric == "success" else result.mean_return
             info.update(check=value, metric=metric, check_episodes=n_check)
             attempts.append(info)
             distance = 0.0 if lo <= value <= hi else min(abs(value - lo), abs(value - hi))
             if best is None or distance < best[0]:
-                best = (distance, ckpt, info, value)
+                best = (distance, ckpt, info, value, data)
             if distance == 0.0:
                 break
     assert best is not None, "the preset lists no demonstration counts"
-    _, ckpt, info, value = best
+    _, ckpt, info, value, data = best
     ckpt.meta.update(check=value, metric=metric, band=[lo, hi], attempts=attempts)
-    return InitialPolicy(ckpt, info["demos"], value, lo <= value <= hi, time.perf_counter() - started, attempts)
+    return InitialPolicy(
+        ckpt, info["demos"], value, lo <= value <= hi, time.perf_counter() - started, attempts, data
+    )
