@@ -23,7 +23,7 @@ ARGUMENTS = {
     "initial_checkpoint": ("", "the initial policy (mile-ros init-policy --task TASK --out FILE)"),
     "iterations": ("5", "MILE updates"),
     "episodes": ("1", "intervention episodes per iteration"),
-    "eval_episodes": ("3", "policy-alone episodes before the first and after each update"),
+    "eval_episodes": ("10", "policy-alone episodes before the first and after each update"),
     "max_episode_steps": ("0", "episode length; 0: the task's 500 steps"),
     "epochs": ("300", "MILE epochs per update"),
     "mental_rollouts": ("20", "rollouts the simulated human's mental model is fit on"),

@@ -63,6 +63,49 @@ def test_train_command(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_train_with_the_initial_policys_demonstrations_as_prior(tmp_path, capsys):
+    import numpy as np
+
+    from mile_ros.learning import InterventionDataset
+
+    write_episode(tmp_path / "bags" / "ep0", 12, human_steps={1, 2}, seed=0)
+    spec = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
+    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (8,))).save(tmp_path / "init.pt")
+    rows = 30
+    act = np.full((rows, 4), 0.5, np.float32)
+    demos = InterventionDataset(
+        spec,
+        np.zeros((rows, OBS_DIM)),
+        act,
+        np.zeros(rows, bool),
+        np.full_like(act, np.nan),
+        np.zeros(rows),
+        np.arange(rows),
+    )
+    demos.save(tmp_path / "init-demos.npz")
+    args = ["train", "--bags", str(tmp_path / "bags"), "--init", str(tmp_path / "init.pt"), "--epochs", "2"]
+    assert main([*args, "--prior", str(tmp_path / "init-demos.npz"), "--out", str(tmp_path / "a.pt")]) == 0
+    meta = load_checkpoint(tmp_path / "a.pt", expected=spec).meta
+    assert meta["prior_rows"] == rows and meta["rows"] == 12
+    capsys.readouterr()
+    # a prior of another shape, or a file that is not one, is refused by name and nothing is written
+    other = Spec(OBS_DIM + 1, 4)
+    InterventionDataset(
+        other,
+        np.zeros((3, OBS_DIM + 1)),
+        np.zeros((3, 4)),
+        np.zeros(3, bool),
+        np.full((3, 4), np.nan),
+        np.zeros(3),
+        np.arange(3),
+    ).save(tmp_path / "other.npz")
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    for bad, why in (("other.npz", "does not fit"), ("junk.npz", "cannot read the prior")):
+        assert main([*args, "--prior", str(tmp_path / bad), "--out", str(tmp_path / "b.pt")]) == 2
+        assert why in capsys.readouterr().err
+        assert not (tmp_path / "b.pt").exists()
+
+
 def test_train_help_states_the_defaults_it_uses(capsys):
     """The help text names the defaults without importing torch; they must not drift from default_config."""
     with pytest.raises(SystemExit):

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iterations", type=int, default=5, help="MILE updates (default 5)")
     p.add_argument("--episodes", type=int, default=1, help="intervention episodes per iteration (default 1)")
     p.add_argument(
-        "--eval-episodes", type=int, default=3, help="policy-alone episodes per evaluation (default 3)"
+        "--eval-episodes", type=int, default=10, help="policy-alone episodes per evaluation (default 10)"
     )
     p.add_argument("--out", required=True, type=Path, help="run directory (an existing one is resumed)")
     p.add_argument("--init-policy", type=Path, help="initial MileCheckpoint (default: made for the task)")
@@ -54,9 +54,16 @@ def initial_policy(args: argparse.Namespace, run_dir: Path) -> Path:
 
         print(f"making the initial policy for {args.task} (once per run directory) ...", flush=True)
         made = make_initial_policy(args.task, seed=args.seed)
+        if made.demonstrations is not None:  # the trainer's prior (written first: the policy marks it done)
+            made.demonstrations.save(prior_path(path))
         made.checkpoint.save(path)
         print(f"initial policy: success {made.check_metric:.2f} on its check -> {path}", flush=True)
     return path
+
+
+def prior_path(init: Path) -> Path:
+    """Where a session keeps the demonstrations its initial policy was cloned from."""
+    return init.with_name(init.stem + "-demos.npz")
 
 
 def run_params(args: argparse.Namespace, run_dir: Path, init: Path) -> dict:
@@ -77,6 +84,8 @@ def run_params(args: argparse.Namespace, run_dir: Path, init: Path) -> dict:
         "initial_checkpoint": str(init),
         "seed": args.seed,
     }
+    if prior_path(init).is_file():
+        trainer["prior_data"] = str(prior_path(init))
     if args.epochs:
         trainer["epochs"] = args.epochs
     return {

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cost", type=float, help="MILE intervention cost c (default 5)")
     p.add_argument("--sigma", type=float, help="MILE probit scale sigma (default 5)")
     p.add_argument("--lambda-mental", type=float, help="mental-model anchor weight (default 1; 0: the paper's loss)")
+    p.add_argument("--prior", type=Path, help="the initial policy's demonstrations (.npz), trained on too")
+    p.add_argument("--lambda-prior", type=float, help="weight of the prior's log-likelihood (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -42,11 +44,12 @@ def run(args: argparse.Namespace) -> int:
         "cost": args.cost,
         "sigma": args.sigma,
         "lambda_mental": args.lambda_mental,
+        "lambda_prior": args.lambda_prior,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
     config = default_config("mile", iterative=True, seed=args.seed, progress=not args.no_progress, **overrides)
     try:
-        out = train_from_bags(args.bags, args.init, args.out, config)
+        out = train_from_bags(args.bags, args.init, args.out, config, prior=args.prior)
     except (TrainingError, BagDatasetError, CheckpointError) as exc:
         print(f"mile-ros train: {exc}", file=sys.stderr)
         return 2

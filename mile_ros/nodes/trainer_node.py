@@ -32,6 +32,13 @@ PARAMETERS = (
     Param("checkpoint_dir", "checkpoints", "where new checkpoints are written"),
     Param("initial_checkpoint", "", "the initial policy: where updates start from (see train_from)"),
     Param(
+        "prior_data",
+        "",
+        "the demonstrations the initial policy was cloned from (.npz dataset), trained on with every "
+        "update; empty: none",
+    ),
+    Param("lambda_prior", _DEFAULT.lambda_prior, "weight of the prior's log-likelihood", (0.0, 1e3)),
+    Param(
         "train_from",
         "initial",
         "each update trains a clone of the initial policy on all bags (initial) or continues from the "
@@ -81,6 +88,7 @@ class TrainerNode(Node):
             cost=p["cost"],
             sigma=p["sigma"],
             lambda_mental=p["lambda_mental"],
+            lambda_prior=p["lambda_prior"],
             val_fraction=p["val_fraction"],
             seed=update_seed(p["seed"], update),
         )
@@ -106,6 +114,7 @@ class TrainerNode(Node):
                 out_dir / f"update_{number:03d}.pt",
                 self.config(number),
                 threads=self.p["threads"] or None,
+                prior=self.p["prior_data"] or None,
             )
         except Exception as exc:
             self.get_logger().error(f"training failed: {exc}")
