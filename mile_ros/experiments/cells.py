@@ -197,6 +197,8 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             "selected_epoch": "",
             "select_s": 0.0,
             "select_score": float("nan"),
+            "human_auc": float("nan"),
+            "human_nats": float("nan"),
         }
     )
     try:
@@ -207,6 +209,7 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
         init = current = task.init  # loaded once: every method trains a clone, never init itself
         prior = task.prior
         parts: list[InterventionDataset] = []
+        predicted: list[np.ndarray] = []
         intervened = 0
         for it in range(1, cell.iterations + 1):
             t0 = time.perf_counter()
@@ -219,6 +222,8 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
                 data.save(record_path(records, cell))
             new_int = sum(ep.intervention_count for ep in episodes)
             intervened += new_int
+            predicted += [ep.predicted_intervention for ep in episodes]
+            timing = human_timing(np.concatenate(predicted), data.intervention)
             t1 = time.perf_counter()
             start = init if cell.train_from == "initial" else current
             scorer = _RolloutScorer(cell, init.spec)
@@ -245,10 +250,22 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
                     "selected_epoch": current.meta.get("best_epoch", "") if cell.select_rollouts else "",
                     "select_s": scorer.seconds,  # part of train_s
                     "select_score": scorer.best if cell.select_rollouts else float("nan"),
+                    **timing,
                 }
             )
     finally:
         env.close()
+
+
+def human_timing(predicted: np.ndarray, intervened: np.ndarray) -> dict[str, float]:
+    """How informative the simulated human's timing is on its own record: the AUC of its own
+    ``P(I=1|s)`` and its log-likelihood per step minus that of the record's constant rate (nats)."""
+    rate = float(np.mean(intervened))
+    if not 0.0 < rate < 1.0 or not np.isfinite(predicted).all():
+        return {"human_auc": float("nan"), "human_nats": float("nan")}
+    scores = prediction_scores(predicted, intervened)
+    constant = rate * math.log(rate) + (1.0 - rate) * math.log1p(-rate)
+    return {"human_auc": scores["auc"], "human_nats": scores["log_likelihood"] - constant}
 
 
 def _run_prediction(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset, rows: list, records) -> None:

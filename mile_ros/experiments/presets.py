@@ -2,7 +2,7 @@
 
 ``paper`` follows the paper (appendix D hyperparameters, 100 mental-model rollouts, 50 evaluation
 episodes). ``quick`` trains exactly as ``paper`` does (the per-task learning rates and epochs) and
-only measures less: 20 mental-model rollouts, 20 evaluation episodes, a smaller RLIF. An earlier
+only measures less: 20 evaluation episodes, a smaller RLIF. An earlier
 ``quick`` trained every method at one common rate, 1e-3, for 200 epochs; with no early stopping
 that over-trained on a few episodes (docs/results.md, "The learning rate matters").
 ``smoke`` is for CI only: 100 epochs at 1e-3, so that something visibly changes in seconds.
@@ -36,7 +36,7 @@ PRESETS: dict[str, ExperimentPreset] = {
     "quick": ExperimentPreset(
         "quick",
         eval_episodes=20,
-        mental_rollouts=20,
+        mental_rollouts=100,
         init_check_episodes=20,
         training={"rlif": {"actor_updates": 300, "n_critics": 5}},
     ),

@@ -224,7 +224,7 @@ def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO 
             changed = "".join(f", {k} {v}" for k, v in setup.options.items() if k != "sigma")
             print(
                 f"  {task} seed {seed}: simulated human cost {setup.cost:.3g}, probit scale {setup.sigma:.3g}"
-                f"{changed} [{_fmt(setup.seconds)}]",
+                f"{changed}; belief's held-out error (MSE) {setup.mental_heldout_mse:.3g} [{_fmt(setup.seconds)}]",
                 file=log,
             )
         jobs = [(c, tasks[c.task], humans[(c.task, c.seed)], preset, out / "records") for c in todo]

@@ -107,6 +107,8 @@ class HumanSetup:
     rollouts: int
     seconds: float
     options: dict[str, Any] = field(default_factory=dict)  # the benchmark's overrides of the preset's human
+    mental_heldout_mse: float = float("nan")  # the belief's error on rollouts it was not fit on
+    mental_heldout_nll: float = float("nan")
 
 
 def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
@@ -170,7 +172,16 @@ def prepare_human(
         folder / f"mental-{name}-s{seed}.pt"
     )
     setup = HumanSetup(
-        task, seed, str(mental_path), human.cost, human.sigma, fit.rollouts, time.perf_counter() - started, options
+        task,
+        seed,
+        str(mental_path),
+        human.cost,
+        human.sigma,
+        fit.rollouts,
+        time.perf_counter() - started,
+        options,
+        fit.heldout_mse,
+        fit.heldout_nll,
     )
     _write_json(info_path, asdict(setup))
     return setup

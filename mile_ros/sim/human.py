@@ -28,6 +28,8 @@ from mile_ros.learning import (
     PolicyRunner,
     Spec,
     fit_bc,
+    gaussian_spread,
+    holdout_mask,
     load_checkpoint,
 )
 
@@ -40,13 +42,17 @@ __all__ = [
     "ACTION_MODES",
     "MentalModelFit",
     "SimulatedHuman",
+    "auto_sigma",
     "check_human_settings",
     "fit_mental_model",
     "make_simulated_human",
     "start_rate_for_held_rate",
+    "state_value_gaps",
 ]
 
-ACTION_MODES = ("eq3", "expert")
+# eq3: the exact model's draw; authors: the authors' simulated human, N(p mu_E, (p sigma_E)^2) with
+# p = P(I=1|s) (docs/mile-model.md; continuous actions only); expert: the scripted action.
+ACTION_MODES = ("eq3", "authors", "expert")
 MENTAL_SEED_OFFSET = 1_000_000  # mental-model rollouts never reuse evaluation seeds
 CALIBRATION_SEED_OFFSET = 4_000_000
 
@@ -75,6 +81,10 @@ class MentalModelFit:
     robot_success_rate: float
     rollouts: int
     seconds: float
+    # How well the belief matches the robot on rollouts it was not fit on: mean negative
+    # log-likelihood per step and, for continuous actions, mean squared error of its mean action.
+    heldout_nll: float = math.nan
+    heldout_mse: float = math.nan
 
 
 def _load(checkpoint: str | Any) -> MileCheckpoint:
@@ -91,8 +101,10 @@ def fit_mental_model(
 ) -> MentalModelFit:
     """Roll the robot's policy out ``rollouts`` times and behaviour-clone what it did.
 
-    Defaults come from the task preset's ``mental_model`` section. The rollouts use seeds far from
-    the evaluation seeds, offset by ``seed``.
+    Defaults come from the task preset's ``mental_model`` section: a fixed number of epochs, no
+    model selection (the paper's fit; selecting by held-out loss kept an untrained epoch 0 when few
+    rollouts were held out), and a fraction of the rollouts held out only to report the belief's
+    error. The rollouts use seeds far from the evaluation seeds, offset by ``seed``.
     """
     started = time.perf_counter()
     preset = load_preset(task)["mental_model"]
@@ -115,11 +127,14 @@ def fit_mental_model(
         lr=float(preset["lr"]),
         epochs=int(preset["epochs"]),
         batch_size=int(preset["batch_size"]),
-        patience=int(preset["patience"]),
+        select_best=False,
+        patience=None,
+        val_fraction=float(preset["heldout_fraction"]) if rollouts > 1 else 0.0,
         seed=seed,
     )
     with single_torch_thread():  # measured 4x faster than two threads on a loaded 2-core machine
         net, _ = fit_bc(data.spec, stacked, data.robot_action, data.episode, config=config, desc="mental model")
+        nll, mse = _heldout_error(net, data, stacked, config)
     return MentalModelFit(
         net,
         stacked,
@@ -127,17 +142,35 @@ def fit_mental_model(
         float(np.mean([ep.success for ep in episodes])),
         rollouts,
         time.perf_counter() - started,
+        nll,
+        mse,
     )
+
+
+@torch.no_grad()
+def _heldout_error(net: PolicyNet, data: Any, stacked: np.ndarray, config: BCConfig) -> tuple[float, float]:
+    """The belief's NLL per step and mean-action MSE on the episodes ``fit_bc`` held out."""
+    held = holdout_mask(data.episode, config.val_fraction, config.seed)
+    if not held.any():
+        return math.nan, math.nan
+    obs = torch.from_numpy(stacked[held])
+    act = torch.from_numpy(data.robot_action[held])
+    nll = float(-net.log_prob(obs, act).mean())
+    if data.spec.discrete:
+        return nll, math.nan
+    return nll, float((net(obs)[0] - act).square().sum(-1).mean())
 
 
 class SimulatedHuman:
     """A noisy expert who steps in when their action beats what they expect of the robot.
 
     ``action_mode``: ``"eq3"`` draws the intervening action from ``pi_H(a|s) Phi((v(s,a)-c)/sigma)``
-    (rejection sampling for Gaussians, exact for discrete actions); ``"expert"`` uses the scripted
-    expert's own action. ``min_takeover_steps`` keeps a takeover going for at least that many steps,
-    as a person holding the gamepad would. Usable one step at a time: :meth:`decide` takes the
-    stacked observation (for the mental model) and the current frame (for the expert).
+    (rejection sampling for Gaussians, exact for discrete actions); ``"authors"`` draws it as the
+    authors' code does, from ``N(p mu_E, (p sigma_E)^2)`` with ``p = P(I=1|s)`` (continuous actions
+    only); ``"expert"`` uses the scripted expert's own action. ``min_takeover_steps`` keeps a
+    takeover going for at least that many steps, as a person holding the gamepad would. Usable one
+    step at a time: :meth:`decide` takes the stacked observation (for the mental model) and the
+    current frame (for the expert).
     """
 
     def __init__(
@@ -159,6 +192,8 @@ class SimulatedHuman:
             raise ValueError(f"need cost >= 0, got cost={cost}")
         if expert.discrete != spec.discrete:
             raise ValueError("expert and spec disagree on discrete actions")
+        if action_mode == "authors" and spec.discrete:
+            raise ValueError("the authors' action mode shrinks a Gaussian expert: it needs continuous actions")
         self.expert, self.spec = expert, spec
         self.set_mental(mental)
         self.cost, self.sigma = float(cost), float(sigma)
@@ -254,7 +289,10 @@ class SimulatedHuman:
             return self.expert.act(frame)
         return self._draw(*self._model_inputs(stacked_obs, frame))
 
-    def _draw(self, expert_out: Any, mental_out: Any) -> Any:
+    def _draw(self, expert_out: Any, mental_out: Any, p_int: float | None = None) -> Any:
+        if self.action_mode == "authors":
+            p = float(self._p_int(expert_out, mental_out, self.cost)[0]) if p_int is None else p_int
+            return self._draw_shrunk(expert_out, p)
         if self.spec.discrete:
             return self._draw_discrete(expert_out[0], mental_out[0])
         return self._draw_continuous(expert_out, mental_out)
@@ -286,6 +324,10 @@ class SimulatedHuman:
         self.fallback_draws += 1
         return self._finish(mu)  # the most likely action under eq. 3 (q = 0)
 
+    def _draw_shrunk(self, expert_out: tuple, p: float) -> np.ndarray:
+        mu, std = (t[0].numpy().astype(np.float64) for t in expert_out)
+        return self._finish(p * mu + p * std * self.rng.standard_normal(len(mu)))
+
     def _finish(self, action: np.ndarray) -> np.ndarray:
         if self.clip_actions and self.spec.action_low is not None and self.spec.action_high is not None:
             action = np.clip(action, self.spec.action_low, self.spec.action_high)
@@ -310,7 +352,7 @@ class SimulatedHuman:
             return False, None
         if self.action_mode == "expert":
             return True, self.expert.act(frame)
-        return True, self._draw(expert_out, mental_out)
+        return True, self._draw(expert_out, mental_out, p)
 
     def act(self, frame: np.ndarray) -> tuple[bool, Any]:
         """:meth:`decide` with this human's own frame stacking (call :meth:`reset` at episode start)."""
@@ -322,19 +364,57 @@ class SimulatedHuman:
     def from_preset(
         cls, task: str, env: SimEnv, mental: PolicyNet | MentalModelFit, seed: int = 0, **overrides: Any
     ) -> SimulatedHuman:
-        """A human with the task preset's cost, probit scale, expert noise and options."""
+        """A human with the task preset's cost, probit scale, expert noise and options.
+
+        A preset ``sigma: auto`` is ``sigma_scale`` times the spread of the state value gaps on the
+        mental model's rollout states (:func:`auto_sigma`): give a :class:`MentalModelFit`, or the
+        ``sigma`` itself.
+        """
         preset = load_preset(task)
         human = preset["human"]
         expert = make_expert(task, env)
+        sigma = overrides.pop("sigma", preset["sigma"])
+        if sigma == "auto":
+            if not isinstance(mental, MentalModelFit):
+                raise ValueError(f"{task}'s preset sets sigma: auto, which needs the mental model's fit (or a sigma)")
+            sigma = auto_sigma(expert, mental, float(preset["sigma_scale"]))
         kwargs = dict(
             cost=float(preset["cost"]),
-            sigma=float(preset["sigma"]),
+            sigma=float(sigma),
             action_mode=human["action_mode"],
             min_takeover_steps=int(human["min_takeover_steps"]),
             seed=seed,
         )
         kwargs.update(overrides)
         return cls(expert, mental, env.spec, **kwargs)
+
+
+def state_value_gaps(expert: Expert, fit: MentalModelFit) -> np.ndarray:
+    """``E_a v(s, a) = (D(s) - d) / 2`` on the fit's states: how much better than the belief the
+    expert's own action is expected to be (continuous actions; the units of ``log pi_H``)."""
+    dists = [expert.distribution(f) for f in fit.frames]
+    mu = torch.as_tensor(np.stack([d[0] for d in dists]))
+    std = torch.as_tensor(np.stack([d[1] for d in dists]))
+    with torch.no_grad():
+        m, std_r = fit.net(torch.as_tensor(fit.stacked_obs))
+    spread = gaussian_spread(mu.float(), std.float(), m, std_r)
+    return (0.5 * (spread - mu.shape[-1])).numpy().astype(np.float64)
+
+
+def auto_sigma(expert: Expert, fit: MentalModelFit, scale: float) -> float:
+    """A probit scale in this expert's units: ``scale`` times the spread of the state value gaps.
+
+    The authors' 75-200 were in the units of their SAC experts' log-densities; with another expert
+    the same number can be far wider than the gaps it divides, and then ``P(I=1|s)`` is nearly the
+    same in every state (docs/results.md, "The simulated human"). The spread is the standard
+    deviation over the robot's rollout states; the cost is then calibrated to the target rate.
+    """
+    if expert.discrete:
+        raise ValueError("sigma: auto is for continuous actions; give a number for a discrete task")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"sigma_scale must be a positive number, got {scale!r}")
+    spread = float(np.std(state_value_gaps(expert, fit)))
+    return max(scale * spread, 1e-3)
 
 
 def start_rate_for_held_rate(rate: float, hold: int) -> float:
