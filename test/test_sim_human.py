@@ -184,6 +184,7 @@ def test_mental_model_clones_the_robot_and_human_oversees_an_episode() -> None:
         majority = np.bincount(robot_actions.numpy(), minlength=4).max() / len(robot_actions)
         assert accuracy > max(0.6, majority + 0.1), (accuracy, majority)
         assert len(fit.frames) == len(fit.stacked_obs) and fit.rollouts == 6
+        assert np.isfinite(fit.heldout_nll)  # the belief's error on held-out rollouts is reported
 
         human, fit2 = make_simulated_human(task, robot, env, rollouts=6, target_rate=0.3, oversight_episodes=0)
         assert human.intervention_probability(fit2.stacked_obs, fit2.frames).mean() <= 0.3
@@ -196,3 +197,58 @@ def test_mental_model_clones_the_robot_and_human_oversees_an_episode() -> None:
     assert (ep.human_action[~ep.intervention] == -1).all()
     assert ((ep.human_action[ep.intervention] >= 0) & (ep.human_action[ep.intervention] < 4)).all()
     ep.to_dataset(0)  # valid rows
+
+
+def test_authors_action_mode_shrinks_the_expert_by_the_probability_of_intervening(drawer, lander) -> None:
+    """The authors' simulated human acts from N(p mu_E, (p sigma_E)^2), p = P(I=1|s) (docs/mile-model.md)."""
+    env, stacked, frames = drawer
+    expert = make_expert(env.task, env)
+    human = SimulatedHuman(
+        expert, random_net(env, 1), env.spec, cost=1.0, sigma=50.0, action_mode="authors", clip_actions=False, seed=3
+    )
+    human.calibrate(stacked, frames, target_rate=0.4)
+    i = int(np.argmin(np.abs(human.intervention_probability(stacked, frames) - 0.4)))
+    p = float(human.intervention_probability(stacked[i : i + 1], frames[i : i + 1])[0])
+    assert 0.1 < p < 0.9
+    mu, std = expert.distribution(frames[i])
+    draws = np.stack([human.draw_action(stacked[i], frames[i]) for _ in range(3000)])
+    np.testing.assert_allclose(draws.mean(0), p * mu, atol=4 * p * std.max() / np.sqrt(3000) + 1e-6)
+    np.testing.assert_allclose(draws.std(0), p * std, rtol=0.1)
+    # in an episode the drawn action uses the probability of that very step
+    human.reset(seed=0)
+    for f in frames[:50]:
+        intervene, action = human.act(f)
+        if intervene:
+            assert np.all(np.abs(action - human.last_probability * expert.distribution(f)[0]) < 6 * std.max())
+    lander_env = lander[0]
+    with pytest.raises(ValueError, match="continuous actions"):
+        make_human(lander_env, lander_env.task, action_mode="authors")
+
+
+def test_auto_probit_scale_is_a_fraction_of_the_spread_of_value_gaps(drawer) -> None:
+    from mile_ros.sim import MentalModelFit
+    from mile_ros.sim.human import auto_sigma, state_value_gaps
+
+    env, stacked, frames = drawer
+    expert = make_expert(env.task, env)
+    fit = MentalModelFit(random_net(env, 1), stacked.astype(np.float32), frames, 0.0, 1, 0.0)
+    gaps = state_value_gaps(expert, fit)
+    assert gaps.shape == (len(frames),) and gaps.std() > 0
+    assert auto_sigma(expert, fit, 0.25) == pytest.approx(0.25 * gaps.std())
+    # the value gap is the mean of v(s, a) over a ~ pi_H: check one state against sampling
+    mu, std = expert.distribution(frames[0])
+    with torch.no_grad():
+        m, s = fit.net(torch.from_numpy(stacked[:1].astype(np.float32)))
+    spread = float(gaussian_spread(torch.tensor(mu)[None], torch.tensor(std)[None], m, s)[0])
+    q = np.random.default_rng(0).chisquare(len(mu), 200_000)
+    assert gaps[0] == pytest.approx(np.mean(0.5 * (spread - q)), rel=0.02, abs=0.05)
+    from mile_ros.sim.presets import load_preset
+
+    preset = load_preset(env.task)
+    assert preset["sigma"] == "auto"
+    human = SimulatedHuman.from_preset(env.task, env, fit)
+    assert human.sigma == pytest.approx(auto_sigma(expert, fit, float(preset["sigma_scale"])))
+    with pytest.raises(ValueError, match="needs the mental model's fit"):
+        SimulatedHuman.from_preset(env.task, env, fit.net)
+    with pytest.raises(ValueError, match="sigma_scale"):
+        auto_sigma(expert, fit, 0.0)
