@@ -3,7 +3,7 @@
 LunarLander is the smoke task because its episodes are cheap and one round of 4 intervention
 episodes reliably lifts MILE's return well above the initial policy's: with the ``smoke`` preset,
 MILE's return after one round beat the initial policy's (-197 on evaluation seeds 0-9) by more than
-120 on each of the 10 seeds tried (0-9, see docs/results.md), so the margin asserted here is 50.
+120 on each of the 10 seeds tried (0-9, see docs/results-history.md), so the margin asserted here is 50.
 """
 
 from __future__ import annotations

@@ -123,8 +123,12 @@ def test_csv_resume_keys_and_report(tmp_path):
     summary = write_report(path).read_text()
     assert "| mile | 0.80 ± 0.10 (n=2) |" in summary  # final success: (0.7 + 0.9) / 2, s.e. 0.1
     assert "| iwr | 0.20 (n=1) |" in summary
-    curve = summary.split("area under the learning curve")[1].split("Intervened steps")[0]
+    curve = summary.split("area under the learning curve")[1].split("Final minus")[0]
     assert "| mile | 0.60 ± 0.00 (n=2) |" in curve  # iterations 1-2: (0.5 + 0.7) / 2 and (0.3 + 0.9) / 2
+    gain = summary.split("Final minus the initial policy")[1].split("paired by seed")[0]
+    assert "| mile | 0.70 ± 0.10 (n=2) |" in gain and "| iwr | 0.10 (n=1) |" in gain
+    paired = summary.split("mile minus each method, paired by seed (final")[1].split("mean over iterations")[0]
+    assert "| iwr | 0.50 (n=1) |" in paired  # seed 0 only: both methods ran it (0.7 - 0.2)
     assert (tmp_path / "iterative_success_vs_iteration.png").stat().st_size > 1000
     assert (tmp_path / "iterative_success_vs_intervened_steps.png").stat().st_size > 1000
 
@@ -239,7 +243,7 @@ def test_train_from_reaches_every_cell_and_rejects_unknown_values():
 
 
 def test_quick_preset_trains_like_the_paper_and_only_measures_less():
-    """The common 1e-3 of the old quick preset over-trained (docs/results.md): quick keeps the paper's training."""
+    """The common 1e-3 of the old quick preset over-trained (docs/results-history.md): quick keeps the paper's training."""
     quick, paper = get_preset("quick"), get_preset("paper")
     for method in ("mile", "hg_dagger", "iwr", "sirius", "bc_intervention"):
         assert quick.overrides(method) == paper.overrides(method) == {}

@@ -55,7 +55,7 @@ METHODS: tuple[str, ...] = tuple(_TRAINERS)
 # The paper's appendix D, per task column. Epochs: (single iteration, iterative); the iterative
 # Metaworld runs used 300 epochs per iteration. BC-intervention is not in the table: it takes
 # HG-DAgger's settings, the closest plain-BC learner.
-# LunarLander is the exception, measured (docs/results.md, single iteration, 5 seeds): at the
+# LunarLander is the exception, measured (docs/results-history.md, single iteration, 5 seeds): at the
 # paper's 1e-5...5e-6 with batch 1024 a few episodes give a few hundred tiny steps and no learner
 # moved from the initial policy (return -197 -> -80...-156); at 1e-3 for 200 epochs, for every
 # imitation learner and MILE, MILE reached 128 and IWR 124.
@@ -73,13 +73,13 @@ _BC_EPOCHS = {
     "peg-insert-side": (1000, 300),
 }
 # MILE: rates, epochs, cost c, probit scale sigma, hidden, lambda_mental. The paper's rates and networks; the
-# cost and probit scale are ours, measured (docs/results.md, "Which scale of cost and probit
+# cost and probit scale are ours, measured (docs/results-history.md, "Which scale of cost and probit
 # scale"): c = sigma = 5 with the mental-model anchor beat the authors' per-task values (kept in
 # PAPER_COST_SIGMA, e.g. ``mile@cost=60,sigma=75,lambda_mental=0``) in one round on peg-insert
 # (0.51 vs 0.25), button-press (0.51 vs 0.36) and LunarLander (128 vs 14), tied on drawer-open,
 # and reached 0.95 by iteration 6 on iterative drawer-open against 0.53.
 # Rates: (single iteration, iterative); the authors' iterative Metaworld schedule is 300 epochs per
-# round at 1e-4 (docs/mile-model.md). Iterative peg-insert is the exception, measured (docs/results.md,
+# round at 1e-4 (docs/mile-model.md). Iterative peg-insert is the exception, measured (docs/results-history.md,
 # "Iterative (Fig. 4)" and "Why MILE falls on peg-insert"): at 1e-4 MILE's policy falls below the
 # initial one on 2 of 5 seeds as the record grows; at the baselines' 5e-6 it ended 0.41 vs 0.32
 # (n = 5) and, retrained on three fixed records, 0.15 vs 0.05, 0.60 vs 0.40, 0.65 vs 0.00.

@@ -61,7 +61,7 @@ class Cell:
     refit_mental: bool = False
     # "initial": each iteration trains a fresh clone of the initial policy on the whole record;
     # "previous": it continues from the method's last policy (the authors' schedule). Measured
-    # (docs/results.md, "Iterative: continue training, or retrain"): level on drawer-open, better on peg-insert.
+    # (docs/results-history.md, "Iterative: continue training, or retrain"): level on drawer-open, better on peg-insert.
     train_from: str = "initial"
     # The authors' model selection (docs/mile-model.md): every ``select_every`` epochs the policy is
     # rolled out on ``select_rollouts`` episodes of their own seeds and the best one is kept

@@ -4,7 +4,7 @@
 episodes). ``quick`` trains exactly as ``paper`` does (the per-task learning rates and epochs) and
 only measures less: 20 evaluation episodes, a smaller RLIF. An earlier
 ``quick`` trained every method at one common rate, 1e-3, for 200 epochs; with no early stopping
-that over-trained on a few episodes (docs/results.md, "The learning rate matters").
+that over-trained on a few episodes (docs/results-history.md, "The learning rate matters").
 ``smoke`` is for CI only: 100 epochs at 1e-3, so that something visibly changes in seconds.
 """
 

@@ -100,6 +100,8 @@ def _learning_summary(rows, experiment: str) -> list[str]:
         for m in methods:
             cells = [_cell(_curve_means(rows, t, m), 2) for t in tasks]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _paired_summary(rows, tasks, methods, final)
+    lines += _human_timing_summary(rows, tasks)
     lines += ["", "Intervened steps in the training data at the end (mean over seeds):", ""]
     lines += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for m in methods:
@@ -125,6 +127,55 @@ def _learning_summary(rows, experiment: str) -> list[str]:
                 by_it = _group([r for r in rows if r["task"] == t and r["method"] == m], "iteration")
                 vals = [mean_se([r[metric_for(t)] for r in by_it.get((i,), [])])[0] for i in iters]
                 lines.append(f"| {m} | " + " | ".join("—" if math.isnan(v) else f"{v:.2f}" for v in vals) + " |")
+    return lines
+
+
+def _per_seed(rows, task: str, method: str, final: list[dict[str, Any]]) -> dict[str, dict[Any, float]]:
+    """Per seed: the final figure minus the initial policy's, and the mean over iterations 1.."""
+    metric = metric_for(task)
+    ends = {r["seed"]: r[metric] for r in final if r["task"] == task and r["method"] == method and r["iteration"] > 0}
+    start = next(r[metric] for r in rows if r["task"] == task and r["iteration"] == 0)
+    curves = _group([r for r in rows if r["task"] == task and r["method"] == method and r["iteration"] > 0], "seed")
+    return {
+        "gain": {s: v - start for s, v in ends.items()},
+        "final": ends,
+        "mean": {s[0]: float(np.mean([r[metric] for r in g])) for s, g in curves.items()},
+    }
+
+
+def _paired_summary(rows, tasks: list[str], methods: list[str], final: list[dict[str, Any]]) -> list[str]:
+    """Each method's gain over the initial policy, and MILE minus each other method paired by seed."""
+    per = {(t, m): _per_seed(rows, t, m, final) for t in tasks for m in methods}
+    lines = ["", "Final minus the initial policy (mean ± s.e. over seeds):", ""]
+    lines += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(_cell(list(per[(t, m)]["gain"].values())) for t in tasks) + " |")
+    miles = [m for m in methods if m.split("@")[0] == "mile"]
+    others = [m for m in methods if m.split("@")[0] != "mile"]
+    for mile in miles:
+        for key, what in (("final", "final"), ("mean", "mean over iterations")):
+            lines += ["", f"{mile} minus each method, paired by seed ({what}; mean ± s.e. of the differences):", ""]
+            lines += ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+            for m in others:
+                cells = []
+                for t in tasks:
+                    a, b = per[(t, mile)][key], per[(t, m)][key]
+                    cells.append(_cell([a[s] - b[s] for s in sorted(set(a) & set(b), key=str)]))
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _human_timing_summary(rows, tasks: list[str]) -> list[str]:
+    """How informative the simulated human's timing was on its records (the last iteration's figures)."""
+    if not any("human_auc" in r for r in rows):
+        return []
+    final = [r for r in _final_rows(rows) if r["iteration"] > 0]
+    lines = ["", "The simulated human's own timing on its records: AUC of its P(I=1|s), and nats per step "]
+    lines[-1] += "over a constant rate (mean ± s.e. over cells):"
+    lines += ["", "| | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for key in ("human_auc", "human_nats", "human_sigma"):
+        vals = [_cell([r.get(key, math.nan) for r in final if r["task"] == t], 3) for t in tasks]
+        lines.append(f"| {key} | " + " | ".join(vals) + " |")
     return lines
 
 

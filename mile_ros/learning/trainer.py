@@ -27,7 +27,7 @@ class MileConfig(LoopConfig):
     hidden: tuple[int, ...] = (256, 256)
     # The paper's fixed epochs, no held-out selection: measured on drawer-open, held-out episodes'
     # NLL is lowest at epoch 0 when a few episodes are recorded (the fitted stds are overconfident
-    # off the training states), so selection returned the initial policy (docs/results.md).
+    # off the training states), so selection returned the initial policy (docs/results-history.md).
     select_best: bool = False
     mental_hidden: tuple[int, ...] | None = None  # None: same as hidden
     lambda_int: float = 1.0

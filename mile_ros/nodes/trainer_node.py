@@ -23,7 +23,7 @@ from mile_ros.learning import MileConfig
 from mile_ros.nodes.common import Param, declare_parameters, publisher
 from mile_ros.seeds import update_seed
 
-# The benchmark's default MILE for iterative Metaworld sessions (docs/results.md), so that the graph
+# The benchmark's default MILE for iterative Metaworld sessions (docs/results-history.md), so that the graph
 # and the offline experiments train the same way unless a parameter file says otherwise.
 _DEFAULT = default_config("mile", iterative=True)
 
@@ -106,7 +106,7 @@ class TrainerNode(Node):
             number = max([int(e.stem.split("_")[1]) for e in existing], default=0) + 1
             if existing and self.updates == 0:
                 self.latest = str(existing[-1])
-            # From the initial policy by default: measured better than continuing (docs/results.md).
+            # From the initial policy by default: measured better than continuing (docs/results-history.md).
             start = self.initial if self.p["train_from"] == "initial" else self.latest
             outcome = train_from_bags(
                 self.p["bags_dir"],
