@@ -30,7 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--episodes", type=int, default=1, help="intervention episodes per iteration")
     p.add_argument("--demos", nargs="+", type=int, default=[0, 5, 10, 15], help="demos experiment: counts")
     p.add_argument("--preset", default="quick", help="quick, smoke or paper (see mile_ros/experiments/presets.py)")
-    p.add_argument("--refit-mental", action="store_true", help="refit the human's mental model every iteration")
+    p.add_argument(
+        "--refit-mental", action="store_true", help="refit the human's mental model from fresh rollouts every iteration"
+    )
+    p.add_argument(
+        "--belief",
+        choices=("tracking", "frozen"),
+        default="tracking",
+        help="the human's belief about the robot: refit on each evaluation's episodes (tracking, default) or "
+        "the initial policy's throughout (frozen, the authors' code)",
+    )
     p.add_argument(
         "--train-from",
         choices=("initial", "previous"),
@@ -104,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             human,
             args.select_by_rollouts,
             args.select_every,
+            args.belief,
         )
         try:
             plan_cells(plan)

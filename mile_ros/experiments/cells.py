@@ -35,6 +35,7 @@ from mile_ros.learning import (
 )
 from mile_ros.seeds import EVAL_SEED, SELECT_SEED, collect_seed, update_seed
 from mile_ros.sim import evaluate, fit_mental_model, make_env
+from mile_ros.sim.human import fit_belief
 from mile_ros.sim.rollout import Episode, run_episode
 
 from .metrics import prediction_scores
@@ -59,6 +60,11 @@ class Cell:
     episodes: int
     demos: int = 0
     refit_mental: bool = False
+    # The human's belief about the robot: "tracking" refits it after every evaluation on the
+    # evaluation episodes of the robot's new policy (a person who watched them; the paper's
+    # simulated human models the robot's current policy), "frozen" keeps the initial policy's
+    # (the authors' code). ``refit_mental`` refits it from fresh rollouts before each iteration.
+    belief: str = "tracking"
     # "initial": each iteration trains a fresh clone of the initial policy on the whole record;
     # "previous": it continues from the method's last policy (the authors' schedule). Measured
     # (docs/results-history.md, "Iterative: continue training, or retrain"): level on drawer-open, better on peg-insert.
@@ -167,6 +173,7 @@ def _base_row(cell: Cell, task: TaskSetup, human_setup: HumanSetup) -> dict[str,
         "episodes_per_iteration": cell.episodes,
         "train_from": cell.train_from,
         "refit_mental": cell.refit_mental,
+        "belief": cell.belief,
         "select_rollouts": cell.select_rollouts,
         "expert_success": task.expert_success,
         "expert_return": task.expert_return,
@@ -231,7 +238,12 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             with select_by_rollouts(selection) if cell.select_rollouts else nullcontext():
                 current = train_for_cell(cell.method, data, start, cell, preset, it, demos, prior)
             t2 = time.perf_counter()
-            result = evaluate(cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1)
+            tracking = cell.belief == "tracking" and it < cell.iterations
+            result = evaluate(
+                cell.task, current, preset.eval_episodes, seed=EVAL_SEED, workers=1, keep_episodes=tracking
+            )
+            if tracking:
+                human.set_mental(fit_belief(cell.task, result.extra["episodes"], current, cell.seed))
             t3 = time.perf_counter()
             rows.append(
                 {

@@ -45,11 +45,19 @@ class BenchmarkPlan:
     human: dict[str, Any] = field(default_factory=dict)  # overrides of the presets' simulated human
     select_rollouts: int = 0  # the authors' model selection by rollouts: episodes per candidate (0: off)
     select_every: int = 50  # epochs between candidates
+    belief: str = "tracking"  # the simulated human's belief: tracking or frozen (see Cell)
 
 
 TRAIN_FROM = ("initial", "previous")
+BELIEFS = ("tracking", "frozen")
 # Runs stored before a setting existed used what the code did then (continued training, the presets' human).
-_SETTINGS_ADDED_LATER = {"train_from": "previous", "human": {}, "select_rollouts": 0, "select_every": 50}
+_SETTINGS_ADDED_LATER = {
+    "train_from": "previous",
+    "human": {},
+    "select_rollouts": 0,
+    "select_every": 50,
+    "belief": "frozen",
+}
 
 
 def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
@@ -63,7 +71,9 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
     if plan.experiment == "prediction" and iterations < 2:
         raise ValueError("the prediction experiment needs at least 2 iterations (it predicts iteration k from < k)")
     common = {"iterations": iterations, "episodes": plan.episodes}
-    common |= {"refit_mental": plan.refit_mental, "train_from": plan.train_from}
+    if plan.belief not in BELIEFS:
+        raise ValueError(f"unknown belief {plan.belief!r}; choose from {', '.join(BELIEFS)}")
+    common |= {"refit_mental": plan.refit_mental, "train_from": plan.train_from, "belief": plan.belief}
     common |= _check_selection(plan)
     # The prediction experiment scores MILE's intervention model (its rivals are fit inside the cell),
     # so it runs the MILE variants among the methods and ignores the rest.
@@ -74,7 +84,8 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
     for task in plan.tasks:
         for seed in plan.seeds:
             if plan.experiment == "prediction":
-                cells += [Cell("prediction", task, m, seed, **common) for m in predictors]
+                # it never evaluates, so its human keeps the initial policy's belief
+                cells += [Cell("prediction", task, m, seed, **{**common, "belief": "frozen"}) for m in predictors]
                 continue
             for method in plan.methods:
                 # the ablation gives demonstrations to the baselines only; MILE runs once, without
@@ -114,6 +125,7 @@ def check_settings(out: Path, plan: BenchmarkPlan) -> None:
         "human": plan.human,
         "select_rollouts": plan.select_rollouts,
         "select_every": plan.select_every,
+        "belief": plan.belief,
     }
     if path.is_file():
         stored = json.loads(path.read_text())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from mile_ros.learning import (
 from .envs import SimEnv, make_env
 from .experts import Expert, make_expert
 from .presets import load_preset
-from .rollout import episodes_to_dataset, run_episode, single_torch_thread
+from .rollout import Episode, episodes_to_dataset, run_episode, single_torch_thread
 
 __all__ = [
     "ACTION_MODES",
@@ -44,6 +45,7 @@ __all__ = [
     "SimulatedHuman",
     "auto_sigma",
     "check_human_settings",
+    "fit_belief",
     "fit_mental_model",
     "make_simulated_human",
     "start_rate_for_held_rate",
@@ -120,6 +122,23 @@ def fit_mental_model(
     finally:
         if own_env:
             env.close()
+    return fit_belief(task, episodes, ckpt, seed, config, started)
+
+
+def fit_belief(
+    task: str,
+    episodes: Sequence[Episode],
+    checkpoint: MileCheckpoint,
+    seed: int = 0,
+    config: BCConfig | None = None,
+    started: float | None = None,
+) -> MentalModelFit:
+    """Behaviour-clone ``checkpoint``'s policy from episodes it ran (the belief of a human who
+    watched them); the preset's ``mental_model`` settings, as :func:`fit_mental_model`."""
+    started = time.perf_counter() if started is None else started
+    preset = load_preset(task)["mental_model"]
+    rollouts = len(episodes)
+    ckpt = checkpoint
     data = episodes_to_dataset(episodes)
     stacked = data.stacked_observations(ckpt.padding)
     config = config or BCConfig(

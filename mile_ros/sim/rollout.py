@@ -234,13 +234,17 @@ def _standard_error(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
 
 
-def _eval_serial(task: str, actor: Actor, seeds: Sequence[int], stop_on_success: bool) -> list[tuple]:
+def _eval_serial(
+    task: str, actor: Actor, seeds: Sequence[int], stop_on_success: bool, kept: list[Episode] | None = None
+) -> list[tuple]:
     env = make_env(task, seed=int(seeds[0]) if seeds else 0, stop_on_success=stop_on_success)
     try:
         out = []
         for s in seeds:
-            ep = run_episode(env, actor, int(s), record=False)
+            ep = run_episode(env, actor, int(s), record=kept is not None)
             out.append((ep.success, ep.episode_return, ep.length))
+            if kept is not None:
+                kept.append(ep)
         return out
     finally:
         env.close()
@@ -272,12 +276,14 @@ def evaluate(
     seed: int = 0,
     workers: int | None = None,
     stop_on_success: bool = True,
+    keep_episodes: bool = False,
 ) -> EvalResult:
     """Run the policy (deterministically) on seeds ``seed, seed + 1, ..., seed + episodes - 1``.
 
     A checkpoint (path or object) can be evaluated by several processes; an arbitrary actor runs
     in this process. ``workers=None`` means one process (spawning workers costs more than it saves for
-    the usual 10-50 episodes on two cores; see :func:`_default_workers`).
+    the usual 10-50 episodes on two cores; see :func:`_default_workers`). ``keep_episodes`` records
+    the episodes in ``extra["episodes"]`` (one process only).
     """
     if episodes <= 0:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -285,6 +291,9 @@ def evaluate(
     is_checkpoint = isinstance(checkpoint_or_actor, (str, os.PathLike, MileCheckpoint))
     n_workers = (workers if workers is not None else _default_workers(episodes)) if is_checkpoint else 1
     n_workers = max(1, min(n_workers, episodes))
+    if keep_episodes and n_workers > 1:
+        raise ValueError("keep_episodes records the episodes in this process: use one worker")
+    kept: list[Episode] | None = [] if keep_episodes else None
     started = time.perf_counter()
     if n_workers == 1:
         if isinstance(checkpoint_or_actor, (str, os.PathLike)):
@@ -293,7 +302,7 @@ def evaluate(
             actor = PolicyRunner(checkpoint_or_actor)
         else:
             actor = checkpoint_or_actor
-        rows = _eval_serial(task, actor, seeds, stop_on_success)
+        rows = _eval_serial(task, actor, seeds, stop_on_success, kept)
     else:
         rows = _eval_parallel(task, checkpoint_or_actor, seeds, n_workers, stop_on_success)
     successes, returns, lengths = (list(col) for col in zip(*rows))
@@ -305,6 +314,7 @@ def evaluate(
         [int(n) for n in lengths],
         time.perf_counter() - started,
         n_workers,
+        {"episodes": kept} if kept is not None else {},
     )
 
 
