@@ -201,9 +201,17 @@ def test_runs_stored_before_train_from_existed_resume_only_as_previous(tmp_path)
 
     old = {"iterations": 6, "episodes": 1, "preset": "quick", "refit_mental": False}
     (tmp_path / "iterative.settings.json").write_text(json.dumps(old))
-    check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="previous"))
+    then = {"train_from": "previous", "belief": "frozen"}
+    check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, **then))
     with pytest.raises(ValueError, match=r"train_from 'previous' \(now 'initial'\)"):
-        check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1))
+        check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, belief="frozen"))
+    # before the belief option, the human's belief was the initial policy's throughout
+    with pytest.raises(ValueError, match=r"belief 'frozen' \(now 'tracking'\)"):
+        check_settings(
+            tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, train_from="previous")
+        )
+    with pytest.raises(ValueError, match="unknown belief"):
+        plan_cells(BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 6, 1, belief="psychic"))
 
 
 def test_the_humans_options_are_checked_and_part_of_the_stored_settings(tmp_path):
@@ -227,7 +235,14 @@ def test_the_humans_options_are_checked_and_part_of_the_stored_settings(tmp_path
     with pytest.raises(ValueError, match=r"human \{'min_takeover_steps': 10\} \(now \{\}\)"):
         check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1))
     # a run stored before the option existed used the presets' human
-    old = {"iterations": 3, "episodes": 1, "preset": "quick", "refit_mental": False, "train_from": "initial"}
+    old = {
+        "iterations": 3,
+        "episodes": 1,
+        "preset": "quick",
+        "refit_mental": False,
+        "train_from": "initial",
+        "belief": "tracking",
+    }
     (tmp_path / "iterative.settings.json").write_text(json.dumps(old))
     check_settings(tmp_path, BenchmarkPlan("iterative", ["drawer-open-v3"], ["mile"], [0], 3, 1))
     with pytest.raises(ValueError, match=r"human \{\} \(now \{'min_takeover_steps': 10\}\)"):
@@ -243,7 +258,7 @@ def test_train_from_reaches_every_cell_and_rejects_unknown_values():
 
 
 def test_quick_preset_trains_like_the_paper_and_only_measures_less():
-    """The common 1e-3 of the old quick preset over-trained (docs/results-history.md): quick keeps the paper's training."""
+    """The common 1e-3 of the old quick preset over-trained (docs/results-history.md); quick trains as the paper."""
     quick, paper = get_preset("quick"), get_preset("paper")
     for method in ("mile", "hg_dagger", "iwr", "sirius", "bc_intervention"):
         assert quick.overrides(method) == paper.overrides(method) == {}

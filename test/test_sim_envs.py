@@ -133,7 +133,9 @@ def test_presets_of_the_four_tasks() -> None:
     for task in [*METAWORLD, "LunarLander-v3"]:
         p = load_preset(task)
         assert p["preset_file"].endswith(f"{task}.yaml")
-        assert p["cost"] >= 0 and p["sigma"] > 0 and 0 < p["target_intervention_rate"] < 1
+        assert p["cost"] >= 0 and 0 < p["target_intervention_rate"] < 1
+        # Metaworld's probit scale is in its expert's units (sigma: auto); LunarLander's is a number
+        assert (p["sigma"] == "auto" and p["sigma_scale"] > 0) if task in METAWORLD else p["sigma"] > 0
         assert len(p["initial_policy"]["band"]) == 2
     assert load_preset("LunarLander-v3")["expert"]["epsilon"] > 0
 
