@@ -252,3 +252,22 @@ def test_auto_probit_scale_is_a_fraction_of_the_spread_of_value_gaps(drawer) -> 
         SimulatedHuman.from_preset(env.task, env, fit.net)
     with pytest.raises(ValueError, match="sigma_scale"):
         auto_sigma(expert, fit, 0.0)
+
+
+def test_a_tracking_belief_is_fit_on_the_evaluation_episodes_of_the_robot() -> None:
+    """The benchmark's default human revises its belief on each evaluation's episodes (cells.py)."""
+    from mile_ros.sim import evaluate
+    from mile_ros.sim.human import fit_belief
+
+    task = "LunarLander-v3"
+    with make_env(task) as env:
+        robot = MileCheckpoint(env.spec, random_net(env, 8, hidden=(16,)))
+    result = evaluate(task, robot, 4, seed=0, workers=1, keep_episodes=True)
+    episodes = result.extra["episodes"]
+    assert [ep.success for ep in episodes] == result.successes and [ep.length for ep in episodes] == result.lengths
+    belief = fit_belief(task, episodes, robot, seed=0)
+    obs = torch.from_numpy(belief.stacked_obs)
+    agree = (belief.net(obs).argmax(-1) == robot.policy(obs).argmax(-1)).float().mean()
+    assert float(agree) > 0.8 and belief.rollouts == 4
+    with pytest.raises(ValueError, match="one worker"):
+        evaluate(task, robot, 4, seed=0, workers=2, keep_episodes=True)
