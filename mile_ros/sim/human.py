@@ -138,11 +138,10 @@ def fit_belief(
     started = time.perf_counter() if started is None else started
     preset = load_preset(task)["mental_model"]
     rollouts = len(episodes)
-    ckpt = checkpoint
     data = episodes_to_dataset(episodes)
-    stacked = data.stacked_observations(ckpt.padding)
+    stacked = data.stacked_observations(checkpoint.padding)
     config = config or BCConfig(
-        hidden=tuple(preset.get("hidden") or ckpt.policy.hidden),
+        hidden=tuple(preset.get("hidden") or checkpoint.policy.hidden),
         lr=float(preset["lr"]),
         epochs=int(preset["epochs"]),
         batch_size=int(preset["batch_size"]),
