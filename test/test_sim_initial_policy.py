@@ -23,6 +23,11 @@ def test_init_policy_command_is_reproducible(tmp_path, capsys) -> None:
     spec = ka.spec
     assert (spec.frame_stack, spec.obs_source, spec.discrete) == (3, "state", True)
     assert ka.mental is None
+    # the demonstrations it was cloned from are kept beside it, for the trainers' prior
+    from mile_ros.learning import InterventionDataset
+
+    demos = InterventionDataset.load(tmp_path / "a-demos.npz")
+    assert demos.spec == spec and len(demos) == ka.meta["demo_steps"]
     # A low return, well below the heuristic expert's ~260.
     lo, hi = load_preset("LunarLander-v3")["initial_policy"]["band"]
     assert lo <= ka.meta["check"] <= hi

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mile_ros.sim import make_initial_policy, valid_tasks
+    from mile_ros.sim.initial_policy import demonstrations_path as prior_path
 
     if args.task not in valid_tasks():
         print(
@@ -36,13 +37,15 @@ def run(args: argparse.Namespace) -> int:
         print("mile-ros init-policy: --check-episodes must be at least 1", file=sys.stderr)
         return 2
     result = make_initial_policy(args.task, seed=args.seed, check_episodes=args.check_episodes)
+    if result.demonstrations is not None:  # the trainers' prior, found beside the policy by mile-ros sim
+        result.demonstrations.save(prior_path(args.out))
     path = result.checkpoint.save(args.out)
     meta = result.checkpoint.meta
     lo, hi = meta["band"]
     print(
         f"{args.task}: {result.demos} demonstration(s), check {meta['metric']} {result.check_metric:.3g} "
         f"(band {lo}..{hi}: {'in' if result.in_band else 'OUTSIDE'}), {len(result.attempts)} attempt(s), "
-        f"{result.seconds:.1f} s -> {path}"
+        f"{result.seconds:.1f} s -> {path} (demonstrations: {prior_path(args.out)})"
     )
     if not result.in_band:
         print(

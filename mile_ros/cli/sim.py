@@ -62,8 +62,10 @@ def initial_policy(args: argparse.Namespace, run_dir: Path) -> Path:
 
 
 def prior_path(init: Path) -> Path:
-    """Where a session keeps the demonstrations its initial policy was cloned from."""
-    return init.with_name(init.stem + "-demos.npz")
+    """Where a session finds the demonstrations its initial policy was cloned from (ROS-free helper)."""
+    from mile_ros.sim.initial_policy import demonstrations_path
+
+    return demonstrations_path(init)
 
 
 def run_params(args: argparse.Namespace, run_dir: Path, init: Path) -> dict:

@@ -8,8 +8,10 @@ demonstrations is tried, in the preset's order, so the result stays reproducible
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +23,16 @@ from .experts import make_expert
 from .presets import load_preset
 from .rollout import episodes_to_dataset, evaluate, run_episode, single_torch_thread
 
-__all__ = ["DEMO_SEED_OFFSET", "InitialPolicy", "NoisyExpertActor", "make_initial_policy"]
+__all__ = ["DEMO_SEED_OFFSET", "InitialPolicy", "NoisyExpertActor", "demonstrations_path", "make_initial_policy"]
 
 DEMO_SEED_OFFSET = 2_000_000  # demonstration episodes never reuse evaluation seeds
 CHECK_SEED_OFFSET = 3_000_000
+
+
+def demonstrations_path(policy: str | os.PathLike) -> Path:
+    """Where an initial policy's demonstrations (the trainers' prior) are kept: ``<stem>-demos.npz`` beside it."""
+    policy = Path(policy)
+    return policy.with_name(policy.stem + "-demos.npz")
 
 
 class NoisyExpertActor:
