@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prior",
         type=Path,
-        help="the initial policy's demonstrations (default: init-demos.npz beside --init, where it exists)",
+        help="the initial policy's demonstrations (default: <stem>-demos.npz beside --init, where it exists)",
     )
     p.add_argument("--preset", default="quick", help="the cell's preset (quick, smoke or paper)")
     p.add_argument(
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from mile_ros.experiments import get_preset
     from mile_ros.experiments.replay import replay_record, replay_table
     from mile_ros.learning import CheckpointError, DatasetError, InterventionDataset, load_checkpoint
+    from mile_ros.sim.initial_policy import demonstrations_path
 
     try:
         preset = get_preset(args.preset)
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"no record at {args.record}")
         record = InterventionDataset.load(args.record)
         init = load_checkpoint(args.init)
-        prior_path = args.prior or args.init.with_name("init-demos.npz")
+        prior_path = args.prior or demonstrations_path(args.init)
         if args.prior and not prior_path.is_file():
             raise ValueError(f"no prior at {prior_path}")
         prior = InterventionDataset.load(prior_path) if prior_path.is_file() else None

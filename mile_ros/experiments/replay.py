@@ -54,8 +54,8 @@ def replay_record(
     """One row per method and iteration: success, return and training time on the record up to it.
 
     ``without_episodes``: episode ids (0-based, as in the record) left out of every training set;
-    ``prior``: the initial policy's demonstrations (the benchmark's cache keeps them beside
-    ``init.pt`` as ``init-demos.npz``).
+    ``prior``: the initial policy's demonstrations (kept beside ``init.pt`` as ``init-demos.npz``:
+    :func:`mile_ros.sim.initial_policy.demonstrations_path`).
     """
     torch.set_num_threads(1)  # as a benchmark cell: the same arithmetic, hence the same figures
     total = record_iterations(record, episodes_per_iteration)

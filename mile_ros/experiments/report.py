@@ -66,11 +66,15 @@ def _final_rows(rows) -> list[dict[str, Any]]:
     return list(last.values())
 
 
-def _curve_means(rows, task: str, method: str) -> list[float]:
+def _seed_curve_means(rows, task: str, method: str) -> dict[Any, float]:
     """Per seed: the metric averaged over iterations 1.. (iteration 0 is the shared initial policy)."""
     per_seed = _group([r for r in rows if r["task"] == task and r["method"] == method and r["iteration"] > 0], "seed")
-    means = [np.mean([r[metric_for(task)] for r in g]) for g in per_seed.values()]
-    return [float(m) for m in means if math.isfinite(m)]  # a seed with a failed iteration is left out
+    means = {s: float(np.mean([r[metric_for(task)] for r in g])) for (s,), g in per_seed.items()}
+    return {s: m for s, m in means.items() if math.isfinite(m)}  # a seed with a failed iteration is left out
+
+
+def _curve_means(rows, task: str, method: str) -> list[float]:
+    return list(_seed_curve_means(rows, task, method).values())
 
 
 def _learning_summary(rows, experiment: str) -> list[str]:
@@ -135,12 +139,8 @@ def _per_seed(rows, task: str, method: str, final: list[dict[str, Any]]) -> dict
     metric = metric_for(task)
     ends = {r["seed"]: r[metric] for r in final if r["task"] == task and r["method"] == method and r["iteration"] > 0}
     start = next(r[metric] for r in rows if r["task"] == task and r["iteration"] == 0)
-    curves = _group([r for r in rows if r["task"] == task and r["method"] == method and r["iteration"] > 0], "seed")
-    return {
-        "gain": {s: v - start for s, v in ends.items()},
-        "final": ends,
-        "mean": {s[0]: float(np.mean([r[metric] for r in g])) for s, g in curves.items()},
-    }
+    means = _seed_curve_means(rows, task, method)
+    return {"gain": {s: v - start for s, v in ends.items()}, "final": ends, "mean": means}
 
 
 def _paired_summary(rows, tasks: list[str], methods: list[str], final: list[dict[str, Any]]) -> list[str]:

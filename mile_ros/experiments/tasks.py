@@ -22,6 +22,7 @@ from mile_ros.learning import InterventionDataset, MileCheckpoint, load_checkpoi
 from mile_ros.seeds import EVAL_SEED
 from mile_ros.sim import SimulatedHuman, evaluate, make_env, make_expert, make_initial_policy
 from mile_ros.sim.human import ACTION_MODES, check_human_settings, make_simulated_human
+from mile_ros.sim.initial_policy import demonstrations_path
 from mile_ros.sim.rollout import episodes_to_dataset, run_episode
 
 from .presets import ExperimentPreset
@@ -124,7 +125,7 @@ def prepare_task(task: str, preset: ExperimentPreset, cache: Path) -> TaskSetup:
     init = make_initial_policy(task, seed=0, check_episodes=preset.init_check_episodes)
     init_path = init.checkpoint.save(folder / "init.pt")
     assert init.demonstrations is not None, "the initial-policy recipe returns its demonstrations"
-    prior_path = init.demonstrations.save(folder / "init-demos.npz")
+    prior_path = init.demonstrations.save(demonstrations_path(init_path))
     init_eval = evaluate(task, init.checkpoint, preset.eval_episodes, seed=EVAL_SEED, workers=1)
     env = make_env(task, seed=0)
     try:
