@@ -180,3 +180,46 @@ def test_normaliser_keeps_a_feature_constant_in_its_data_within_a_few_units():
     assert float(norm.std[0]) == pytest.approx(float(np.hypot(x[:, 0].std(), STD_FLOOR)), rel=1e-4)
     shifted = norm(torch.tensor([[0.0, 0.75]]))
     assert abs(float(shifted[0, 1])) <= 1.0
+
+
+def test_a_shared_std_is_the_same_in_every_state_and_survives_a_checkpoint(tmp_path, record):
+    result = fit_mile(record, MileConfig(**QUICK, policy_std="shared"))
+    obs = torch.from_numpy(record.stacked_observations()[:200])
+    for net in (result.model.policy, result.model.mental):
+        _, std = net(obs)
+        assert torch.equal(std, std[:1].expand_as(std))  # one std per action dimension, whatever the state
+    assert not torch.allclose(result.model.policy.log_std, torch.zeros(2))  # it was learned
+    back = load_checkpoint(result.checkpoint().save(tmp_path / "shared.pt"), expected=record.spec)
+    assert back.policy.std_mode == "shared" and back.mental.std_mode == "shared"
+    for a, b in zip(result.model.policy(obs), back.policy(obs)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="policy_std"):
+        fit_mile(record, MileConfig(**QUICK, policy_std="per-state"))
+
+
+def test_a_shared_std_started_from_a_per_state_policy_keeps_its_mean_and_average_log_std(record):
+    from mile_ros.learning import build_policy
+    from mile_ros.learning.networks import load_policy_weights
+
+    init = fit_mile(record, MileConfig(**QUICK)).checkpoint()
+    obs = torch.from_numpy(record.stacked_observations())
+    shared = build_policy(init.spec.stacked_dim, 2, False, init.policy.hidden, "shared")
+    load_policy_weights(shared, init.policy, obs)
+    with torch.no_grad():
+        mean_init, std_init = init.policy(obs)
+        mean_shared, std_shared = shared(obs)
+    torch.testing.assert_close(mean_shared, mean_init, rtol=0, atol=0)
+    torch.testing.assert_close(std_shared[0].log(), std_init.log().mean(0), rtol=1e-5, atol=1e-6)
+    back = build_policy(init.spec.stacked_dim, 2, False, init.policy.hidden, "state")
+    load_policy_weights(back, shared)
+    with torch.no_grad():
+        torch.testing.assert_close(back(obs)[1], std_shared, rtol=1e-6, atol=0)
+
+
+def test_cost_from_rate_starts_at_the_records_own_intervention_rate(record):
+    config = MileConfig(**{**QUICK, "epochs": 1, "lr": 1e-9, "val_fraction": 0.0}, cost_from_rate=True)
+    result = fit_mile(record, config)
+    obs = torch.from_numpy(record.stacked_observations())
+    predicted = float(result.model.intervention_probability(obs).mean())
+    assert predicted == pytest.approx(float(record.intervention.mean()), abs=0.01)
+    assert result.model.cost_value() != pytest.approx(QUICK["cost"])

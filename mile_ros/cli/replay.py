@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ID",
         help="leave these episodes (ids from 0, iteration i's first is episodes*(i-1)) out of training",
     )
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also measure each trained policy on its training steps: error against the scripted expert's"
+        " action, std, P(I=1|s) and its AUC (continuous tasks)",
+    )
     p.add_argument("--out", type=Path, help="also write the table here (markdown)")
     p.set_defaults(func=run)
 
@@ -61,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         if args.prior and not prior_path.is_file():
             raise ValueError(f"no prior at {prior_path}")
         prior = InterventionDataset.load(prior_path) if prior_path.is_file() else None
+        expert = None
+        if args.diagnose:
+            from mile_ros.experiments.diagnose import expert_actions
+
+            expert = expert_actions(args.task, record)
         rows = replay_record(
             record,
             args.task,
@@ -73,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             args.demos,
             args.without_episodes,
             prior,
+            expert,
         )
     except (ValueError, DatasetError, CheckpointError) as exc:
         print(f"mile-ros replay: {exc}", file=sys.stderr)

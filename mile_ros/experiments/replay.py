@@ -23,10 +23,11 @@ from mile_ros.seeds import EVAL_SEED
 from mile_ros.sim import evaluate, make_env
 
 from .cells import Cell, train_for_cell
+from .diagnose import DIAGNOSIS_COLUMNS, diagnose
 from .presets import ExperimentPreset
 from .tasks import expert_demos
 
-__all__ = ["record_iterations", "replay_record", "replay_table"]
+__all__ = ["diagnosis_table", "record_iterations", "replay_record", "replay_table"]
 
 
 def record_iterations(record: InterventionDataset, episodes_per_iteration: int) -> int:
@@ -50,8 +51,14 @@ def replay_record(
     demos: int = 0,
     without_episodes: Sequence[int] = (),
     prior: InterventionDataset | None = None,
+    expert: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """One row per method and iteration: success, return and training time on the record up to it.
+
+    ``expert``: the scripted expert's action at every recorded state
+    (:func:`mile_ros.experiments.diagnose.expert_actions`); given, each row also holds the
+    diagnosis of the trained policy on its training steps, and a first row (method ``initial``,
+    iteration 0) the initial policy's on the whole record.
 
     ``without_episodes``: episode ids (0-based, as in the record) left out of every training set;
     ``prior``: the initial policy's demonstrations (kept beside ``init.pt`` as ``init-demos.npz``:
@@ -72,7 +79,17 @@ def replay_record(
             demo_data = expert_demos(task, demos, env)
         finally:
             env.close()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    if expert is not None:
+        rows.append(
+            {
+                "method": "initial",
+                "iteration": 0,
+                "steps_total": len(record),
+                "intervened_steps": int(record.intervention.sum()),
+                **diagnose(init, record, expert),
+            }
+        )
     for it in iterations:
         keep = (record.episode < it * episodes_per_iteration) & ~np.isin(record.episode, list(without_episodes))
         data = record.select(np.flatnonzero(keep))
@@ -82,8 +99,10 @@ def replay_record(
             trained = train_for_cell(spec, data, init, cell, preset, it, demo_data, prior)
             train_s = time.perf_counter() - t
             result = evaluate(task, trained, preset.eval_episodes, seed=EVAL_SEED, workers=1)
+            diagnosis = {} if expert is None else diagnose(trained, data, expert[keep])
             rows.append(
                 {
+                    **diagnosis,
                     "method": spec,
                     "iteration": it,
                     "steps_total": len(data),
@@ -98,7 +117,24 @@ def replay_record(
 
 
 def replay_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of :func:`replay_record`'s rows."""
+    """A markdown table of :func:`replay_record`'s rows (and one of their diagnosis, where they have it)."""
+    table = _success_table([r for r in rows if "success_rate" in r])
+    if any("err_all" in r for r in rows):
+        table += "\n" + diagnosis_table([r for r in rows if "err_all" in r])
+    return table
+
+
+def diagnosis_table(rows: list[dict[str, Any]]) -> str:
+    """The diagnosis columns as a markdown table (errors are RMSE against the expert's action)."""
+    head = ["method", "iteration", *DIAGNOSIS_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["method"]), str(r["iteration"])] + [f"{r[k]:.3g}" for k in DIAGNOSIS_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _success_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| method | iteration | steps | intervened | success | return | train (s) |",
         "|---|---|---|---|---|---|---|",

@@ -12,7 +12,7 @@ import torch
 
 from .intervention import ContinuousForm, DiscreteForm
 from .model import MileModel
-from .networks import PolicyNet, build_policy
+from .networks import PolicyNet, build_policy, std_mode_of
 from .spec import Spec
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "MileCheckpoint", "load_checkpoint"]
@@ -33,7 +33,8 @@ def _net_record(net: PolicyNet) -> dict[str, Any]:
 
 
 def _net_from_record(spec: Spec, record: dict[str, Any]) -> PolicyNet:
-    net = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, record["hidden"])
+    std = std_mode_of(record["state_dict"])
+    net = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, record["hidden"], std)
     net.load_state_dict(record["state_dict"])
     net.eval()
     return net

@@ -9,7 +9,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CategoricalMLP", "GaussianMLP", "Normalizer", "PolicyNet", "build_policy"]
+__all__ = [
+    "STD_MODES",
+    "CategoricalMLP",
+    "GaussianMLP",
+    "Normalizer",
+    "PolicyNet",
+    "build_policy",
+    "load_policy_weights",
+    "std_mode_of",
+]
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 # Added in quadrature to every feature's std when a normaliser is fitted, in observation units.
@@ -69,21 +78,41 @@ class PolicyNet(nn.Module):
         return self.trunk(self.normalizer(obs))
 
 
+STD_MODES = ("state", "shared")
+
+
 class GaussianMLP(PolicyNet):
-    """Diagonal Gaussian policy with state-dependent standard deviation."""
+    """Diagonal Gaussian policy; its standard deviation depends on the state or is shared by all states.
+
+    ``std="state"``: a log-std head on the trunk. ``std="shared"``: one learned log-std per action
+    dimension (a parameter named ``log_std``), so the spread cannot differ from state to state; MILE's
+    value gap is measured in units of this std, and a per-state std lets the intervention terms be
+    explained by shrinking or inflating it instead of by the mean (docs/learning.md).
+    """
 
     discrete = False
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), std: str = "state") -> None:
         super().__init__(obs_dim, hidden)
+        if std not in STD_MODES:
+            raise ValueError(f"std must be one of {STD_MODES}, got {std!r}")
         self.act_dim = act_dim
+        self.std_mode = std
         self.mean_head = nn.Linear(self.feature_dim, act_dim)
-        self.log_std_head = nn.Linear(self.feature_dim, act_dim)
+        if std == "state":
+            self.log_std_head = nn.Linear(self.feature_dim, act_dim)
+        else:
+            self.log_std = nn.Parameter(torch.zeros(act_dim))
+
+    def raw_log_std(self, h: Tensor) -> Tensor:
+        if self.std_mode == "state":
+            return self.log_std_head(h)
+        return self.log_std.expand(*h.shape[:-1], self.act_dim)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(mean, std)``, each of shape ``(..., act_dim)``."""
         h = self.features(obs)
-        log_std = self.log_std_head(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        log_std = self.raw_log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
         return self.mean_head(h), log_std.exp()
 
     def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
@@ -134,7 +163,41 @@ class CategoricalMLP(PolicyNet):
         )
 
 
-def build_policy(obs_dim: int, act_dim: int, discrete: bool, hidden: Sequence[int]) -> PolicyNet:
-    """A Gaussian or categorical MLP; ``act_dim`` is the number of actions when discrete."""
-    cls = CategoricalMLP if discrete else GaussianMLP
-    return cls(obs_dim, act_dim, hidden)
+def build_policy(obs_dim: int, act_dim: int, discrete: bool, hidden: Sequence[int], std: str = "state") -> PolicyNet:
+    """A Gaussian or categorical MLP; ``act_dim`` is the number of actions when discrete.
+
+    ``std`` (Gaussian only): ``state`` or ``shared`` (see :class:`GaussianMLP`).
+    """
+    if discrete:
+        return CategoricalMLP(obs_dim, act_dim, hidden)
+    return GaussianMLP(obs_dim, act_dim, hidden, std)
+
+
+def std_mode_of(state_dict: dict[str, Tensor]) -> str:
+    """Which kind of Gaussian a saved state dict holds (``shared`` has a ``log_std`` parameter)."""
+    return "shared" if "log_std" in state_dict else "state"
+
+
+@torch.no_grad()
+def load_policy_weights(target: PolicyNet, source: PolicyNet, obs: Tensor | None = None) -> None:
+    """Copy ``source``'s weights into ``target``, converting between a per-state and a shared std.
+
+    A shared std taken from a per-state one starts at the mean of its log-std over ``obs`` (the
+    training states; all zeros when none are given); a per-state head taken from a shared std starts
+    with zero weights and the shared value as its bias.
+    """
+    src_mode = getattr(source, "std_mode", None)
+    dst_mode = getattr(target, "std_mode", None)
+    if src_mode == dst_mode:
+        target.load_state_dict(source.state_dict())
+        return
+    weights = {k: v for k, v in source.state_dict().items() if not k.startswith(("log_std", "log_std_head"))}
+    target.load_state_dict(weights, strict=False)
+    if dst_mode == "shared":
+        level = torch.zeros(target.act_dim)
+        if obs is not None and len(obs):
+            level = source.raw_log_std(source.features(obs)).clamp(LOG_STD_MIN, LOG_STD_MAX).mean(0)
+        target.log_std.copy_(level)
+    else:
+        target.log_std_head.weight.zero_()
+        target.log_std_head.bias.copy_(source.log_std)

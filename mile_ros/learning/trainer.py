@@ -13,7 +13,7 @@ from .dataset import InterventionDataset
 from .intervention import ContinuousForm, DiscreteForm
 from .loop import LoopConfig, LoopResult, train_loop
 from .model import MileModel
-from .networks import build_policy
+from .networks import STD_MODES, build_policy, load_policy_weights
 from .prior import PriorTerm, joint_rows
 from .spec import Spec
 
@@ -30,6 +30,8 @@ class MileConfig(LoopConfig):
     # off the training states), so selection returned the initial policy (docs/results-history.md).
     select_best: bool = False
     mental_hidden: tuple[int, ...] | None = None  # None: same as hidden
+    # Gaussian std of both networks: per state ("state") or one per action dimension ("shared").
+    policy_std: str = "state"
     lambda_int: float = 1.0
     lambda_policy: float = 1.0
     lambda_mental: float = 0.0  # anchor pi_hat_R to the robot's actions (not in the paper; off by default)
@@ -41,6 +43,9 @@ class MileConfig(LoopConfig):
     freeze_mental: bool = False
     cost: float = 60.0
     sigma: float = 75.0
+    # Before training, set c so that the starting model's mean P(I=1|s) over the record equals the
+    # record's own intervention rate: c in the units of the learner's value gap, not a copied constant.
+    cost_from_rate: bool = False
     learn_cost: bool = False
     learn_sigma: bool = False
     scalar_lr: float = 1e-2  # Adam step for learned cost/sigma (log scale): ~1% per step
@@ -83,23 +88,30 @@ class MileResult:
         return MileCheckpoint.from_model(self.spec, self.model, self.config.padding, info)
 
 
-def build_model(spec: Spec, config: MileConfig, init: MileCheckpoint | None = None) -> MileModel:
-    """A fresh MileModel, or one that starts from ``init`` (its policy, and its mental model or a copy)."""
+def build_model(
+    spec: Spec, config: MileConfig, init: MileCheckpoint | None = None, obs: Tensor | None = None
+) -> MileModel:
+    """A fresh MileModel, or one that starts from ``init`` (its policy, and its mental model or a copy).
+
+    Both networks take ``config.policy_std``; converted from an initial network with the other kind
+    of std, a shared std starts at that network's mean log-std over ``obs`` (the training states).
+    """
     torch.manual_seed(config.seed)
+    std = config.policy_std
     if init is not None:
         mismatch = spec.describe_mismatch(init.spec)
         if mismatch:
             raise ValueError(f"initial checkpoint does not fit the data: {mismatch}")
-        policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, init.policy.hidden)
-        policy.load_state_dict(init.policy.state_dict())
+        policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, init.policy.hidden, std)
+        load_policy_weights(policy, init.policy, obs)
         source = init.mental if init.mental is not None else init.policy
         mental_hidden = config.mental_hidden or source.hidden
-        mental = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, mental_hidden)
+        mental = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, mental_hidden, std)
         if tuple(mental_hidden) == tuple(source.hidden):
-            mental.load_state_dict(source.state_dict())
+            load_policy_weights(mental, source, obs)
     else:
-        policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, config.hidden)
-        mental = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, config.mental_hidden or config.hidden)
+        policy = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, config.hidden, std)
+        mental = build_policy(spec.stacked_dim, spec.act_dim, spec.discrete, config.mental_hidden or config.hidden, std)
     return MileModel(
         policy,
         mental,
@@ -145,15 +157,21 @@ def fit_mile(
     train, val = dataset.split_by_episode(config.val_fraction, config.seed)
     if config.freeze_mental and init is None and model is None:
         raise ValueError("freeze_mental keeps the initial checkpoint's mental model: give an initial checkpoint")
-    model = model or build_model(spec, config, init)
+    if config.policy_std not in STD_MODES:
+        raise ValueError(f"policy_std must be one of {STD_MODES}, got {config.policy_std!r}")
+    obs, flag, human, robot = _tensors(train, config.padding)
+    model = model or build_model(spec, config, init, obs)
     model.mental.requires_grad_(not config.freeze_mental)
     lambda_mental = 0.0 if config.freeze_mental else config.lambda_mental
-    obs, flag, human, robot = _tensors(train, config.padding)
     if init is None or config.refit_normalizer:
         model.policy.normalizer.fit(obs)
         if not config.freeze_mental:
             model.mental.normalizer.fit(obs)
 
+    if config.cost_from_rate:
+        rate = float(flag.float().mean())
+        if 0.0 < rate < 1.0:
+            calibrate_cost(model, obs, rate)
     prior_term = PriorTerm.of(prior, len(train), config.lambda_prior, config.padding)
 
     def record_loss(idx: Tensor) -> Tensor:
