@@ -7,8 +7,10 @@ this run's values, and leaves bags, checkpoints, metrics and a learning curve in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +19,48 @@ import yaml
 from mile_ros.nodes import NODE_GROUPS, SESSION_NODE
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "sim.yaml"
+DOMAIN_IDS = range(0, 102)  # safe on Linux (ROS 2's "The ROS_DOMAIN_ID" guide)
+
+
+class UsageError(Exception):
+    """A bad argument or run directory, found before anything is written: exit code 2."""
+
+
+def domain_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value not in DOMAIN_IDS:
+        raise argparse.ArgumentTypeError(
+            f"{value} is outside {DOMAIN_IDS[0]}-{DOMAIN_IDS[-1]}, the domain ids whose DDS ports stay clear of "
+            "Linux's ephemeral ports"
+        )
+    return value
+
+
+def domains_in_use() -> set[int]:
+    """Domains with a DDS port bound on this host (each domain owns ports 7400 + 250 x id + 0..249)."""
+    used = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            port = int(line.split()[1].rsplit(":", 1)[1], 16)
+            if port >= 7400:
+                used.add((port - 7400) // 250)
+    return used
+
+
+def pick_domain_id(rng: random.Random | None = None) -> int:
+    """A random domain in 1-101 (0 is every ROS user's default) that no local process uses, if any."""
+    rng = rng or random.Random()
+    candidates = range(1, DOMAIN_IDS[-1] + 1)
+    used = domains_in_use()
+    free = [d for d in candidates if d not in used] or list(candidates)
+    return rng.choice(free)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,14 +83,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mental-rollouts", type=int, help="rollouts for the simulated human's mental model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--render", action="store_true", help="render and record camera images")
-    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID (default: $ROS_DOMAIN_ID or a random one)")
+    p.add_argument(
+        "--domain-id",
+        type=domain_id,
+        help=f"ROS_DOMAIN_ID, {DOMAIN_IDS[0]}-{DOMAIN_IDS[-1]}: a domain's DDS ports are 7400 + 250 x id + ..., and "
+        "above 101 they run into Linux's ephemeral ports (32768 up), above 232 past 65535 (default: "
+        "$ROS_DOMAIN_ID, else a random one from 1-101 that no local process is using)",
+    )
     p.set_defaults(func=run)
 
 
 def initial_policy(args: argparse.Namespace, run_dir: Path) -> Path:
     if args.init_policy:
-        if not args.init_policy.is_file():
-            raise SystemExit(f"--init-policy {args.init_policy} does not exist")
         return args.init_policy.resolve()
     path = run_dir / "checkpoints" / "initial.pt"
     if not path.is_file():
@@ -128,39 +176,120 @@ def print_summary(run_dir: Path) -> None:
     print(f"\nrun directory: {run_dir} (metrics.csv, metrics.json, learning_curve.png, bags/, checkpoints/)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from mile_ros.graph.launcher import NodeFailedError, NodeProcess, run_graph
+def check_run_dir(args: argparse.Namespace, run_dir: Path) -> None:
+    """Refuse a run directory this session cannot use, before anything is written to it."""
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise UsageError(f"--out {run_dir} exists and is not a directory")
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise UsageError(f"--out {run_dir} is not writable")
+        state = run_dir / "session.json"
+        if state.exists():
+            # The session manager's own rule for a resume, applied here before run_params.yaml is replaced.
+            from mile_ros.graph.session import SessionConfig, SessionState
 
+            config = SessionConfig(args.iterations, args.episodes, args.eval_episodes, args.seed)
+            try:
+                SessionState.open(run_dir, config, args.task)
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                raise UsageError(f"cannot resume {run_dir}: {exc}") from None
+        return
+    parent = run_dir.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {run_dir}: cannot create it under {parent}")
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """mkdir -p that leaves nothing behind when it fails part way (e.g. under /proc)."""
+    missing = []
+    d = run_dir
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    made = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.append(d)
+    except OSError as exc:
+        for d in reversed(made):
+            d.rmdir()
+        raise UsageError(f"--out {run_dir}: cannot create it ({exc.strerror or exc})") from None
+
+
+def validate(args: argparse.Namespace, env: dict[str, str]) -> Path:
+    """Every check that needs no writing; returns the run directory. Raises UsageError."""
     if args.iterations < 1 or args.episodes < 1 or args.eval_episodes < 0:
-        raise SystemExit("need --iterations >= 1, --episodes >= 1, --eval-episodes >= 0")
+        raise UsageError("need --iterations >= 1, --episodes >= 1, --eval-episodes >= 0")
     if not args.config.is_file():
-        raise SystemExit(f"config {args.config} does not exist")
+        raise UsageError(f"config {args.config} does not exist")
+    from mile_ros.sim.envs import valid_tasks
+
+    if args.task not in (tasks := valid_tasks()):
+        import difflib
+
+        close = difflib.get_close_matches(args.task, tasks, n=3)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise UsageError(f"unknown task {args.task!r}{hint}; tasks: Metaworld v3 names, LunarLander-v3")
+    if args.init_policy and not args.init_policy.is_file():
+        raise UsageError(f"--init-policy {args.init_policy} does not exist")
+    if args.domain_id is None and "ROS_DOMAIN_ID" in env:
+        try:
+            domain_id(env["ROS_DOMAIN_ID"])
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"ROS_DOMAIN_ID from the environment: {exc}") from None
     run_dir = args.out.resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_dir(args, run_dir)
+    return run_dir
+
+
+def say(text: str) -> None:
+    """To stderr; a terminal gone with SIGHUP must not turn a clean stop into a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mile_ros.graph.launcher import GraphSignalled, NodeFailedError, NodeProcess, loopback_dds_env, run_graph
+
+    env = dict(os.environ)
+    try:
+        run_dir = validate(args, env)
+        make_run_dir(run_dir)
+    except UsageError as exc:
+        print(f"mile-ros sim: error: {exc}", file=sys.stderr)
+        return 2
     init = initial_policy(args, run_dir)
     params = run_dir / "run_params.yaml"
-    params.write_text(yaml.safe_dump(run_params(args, run_dir, init), sort_keys=False))
-    env = dict(os.environ)
+    tmp = params.with_name(f".{params.name}.tmp")  # a full disk must not leave half a file
+    tmp.write_text(yaml.safe_dump(run_params(args, run_dir, init), sort_keys=False))
+    os.replace(tmp, params)
     if args.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(args.domain_id)
-    env.setdefault("ROS_DOMAIN_ID", str(random.Random().randint(30, 200)))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("ROS_DOMAIN_ID", str(pick_domain_id()))
+    network = loopback_dds_env(env, run_dir)
     files = [args.config.resolve(), params]
     nodes = [NodeProcess(n, files) for n in NODE_GROUPS["sim"]] + [NodeProcess(SESSION_NODE, files, echo=True)]
     print(
-        f"starting {len(nodes)} nodes (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs in {run_dir / 'logs'})",
+        f"starting {len(nodes)} nodes (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, {network}, logs in {run_dir / 'logs'})",
         flush=True,
     )
     try:
         code = run_graph(nodes, SESSION_NODE, run_dir / "logs", env)
     except NodeFailedError as exc:
-        print(f"\nstopped the graph: {exc}", file=sys.stderr)
+        say(f"\nstopped the graph: {exc}")
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: graph stopped; run the same command again to resume", file=sys.stderr)
-        return 130
+    except GraphSignalled as exc:
+        what = "interrupted" if exc.signum == signal.SIGINT else f"stopped by {exc.name}"
+        say(f"\n{what}: graph stopped; run the same command again to resume")
+        return exc.exit_code
+    except OSError as exc:  # e.g. a node's log cannot be created (disk full)
+        say(f"\ncould not run the graph: {exc}")
+        return 1
     if code == 0:
         print_summary(run_dir)
     else:
-        print(f"session_manager exited with code {code}; see {run_dir / 'logs'}", file=sys.stderr)
+        say(f"session_manager exited with code {code}; see {run_dir / 'logs'}")
     return code
