@@ -26,13 +26,22 @@ OBS_DIM = 5
 TOPIC_TYPES = {t: TOPICS[t].type for t in RECORDED_TOPICS}
 
 
-def write_episode(path, steps, human_steps=(), hold_steps=(), seed=0, shuffle=True, end=True):
-    """A bag like the recorder's: per step observation, proposal, command, human action; arrival shuffled."""
+def write_episode(
+    path, steps, human_steps=(), hold_steps=(), seed=0, shuffle=True, end=True, mode="train", poison=None, close=True
+):
+    """A bag like the recorder's: per step observation, proposal, command, human action; arrival shuffled.
+
+    ``poison=(step, part, value)`` writes ``value`` into the first entry of that step's ``"obs"``,
+    ``"robot"`` or ``"human"`` vector (bad data, as a broken sensor or pad would send it).
+    ``close=False`` leaves the bag as a recorder that dies at the end of the episode would.
+    """
     rng = np.random.default_rng(seed)
     truth, records = [], []
     for i in range(steps + 1):  # +1: the final observation, answered but never executed
         stamp = 10**9 + i * 5 * 10**7
         obs, robot, human = rng.normal(size=OBS_DIM), rng.uniform(-1, 1, 4), rng.uniform(-1, 1, 4)
+        if poison is not None and poison[0] == i:
+            {"obs": obs, "robot": robot, "human": human}[poison[1]][0] = poison[2]
         records.append(("/mile/observation", vector_msg(stamp, [f"obs_{k}" for k in range(OBS_DIM)], obs)))
         records.append(("/mile/proposed_action", vector_msg(stamp, ACTION_NAMES, robot)))
         source = "hold" if i in hold_steps else "human" if i in human_steps else "robot"
@@ -57,7 +66,8 @@ def write_episode(path, steps, human_steps=(), hold_steps=(), seed=0, shuffle=Tr
     for log_time, k in enumerate(order):
         topic, msg = records[k]
         writer.write(topic, serialize_message(msg), 10**9 + log_time)
-    writer.close({"mode": "train", "iteration": 0, "episode": seed})
+    if close:
+        writer.close({"mode": mode, "iteration": 0, "episode": seed})
     return truth
 
 

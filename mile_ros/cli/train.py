@@ -1,8 +1,15 @@
-"""``mile-ros train --bags DIR``: one MILE update on a directory of episode bags, outside the graph."""
+"""``mile-ros train --bags DIR``: one MILE update on a directory of episode bags, outside the graph.
+
+Bad data never ends in a traceback: a bag that cannot be read or whose episode never ended is named
+and left out, a bag with values that cannot be trained on is named and quarantined, and training goes
+on with the rest. Exit status 0: a new checkpoint; 2: nothing to train on or bad input (each bag named
+on stderr); 3: training diverged (no checkpoint written).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -35,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from mile_ros.baselines import default_config
     from mile_ros.graph.bag_dataset import BagDatasetError
     from mile_ros.graph.training import TrainingError, train_from_bags
-    from mile_ros.learning import CheckpointError
+    from mile_ros.learning import CheckpointError, DatasetError, TrainingDivergedError
 
     given = {
         "epochs": args.epochs,
@@ -48,13 +55,30 @@ def run(args: argparse.Namespace) -> int:
     }
     overrides = {k: v for k, v in given.items() if v is not None}
     config = default_config("mile", iterative=True, seed=args.seed, progress=not args.no_progress, **overrides)
+    # Every bag left out is named as the dataset is built, so the names are there even if training fails.
+    bag_log = logging.getLogger("mile_ros.graph.bag_dataset")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("skipped %(message)s"))
+    level, propagate = bag_log.level, bag_log.propagate
+    bag_log.addHandler(handler)
+    bag_log.setLevel(logging.INFO)
+    bag_log.propagate = False
     try:
         out = train_from_bags(args.bags, args.init, args.out, config, prior=args.prior)
-    except (TrainingError, BagDatasetError, CheckpointError) as exc:
+    except TrainingDivergedError as exc:
+        print(
+            f"mile-ros train: training diverged, no checkpoint written: {exc} "
+            "(a bag with values far out of scale, such as an enormous observation, or a learning rate too high)",
+            file=sys.stderr,
+        )
+        return 3
+    except (TrainingError, BagDatasetError, CheckpointError, DatasetError, OSError) as exc:
         print(f"mile-ros train: {exc}", file=sys.stderr)
         return 2
-    for path, why in out.report.skipped:
-        print(f"skipped {path}: {why}", file=sys.stderr)
+    finally:
+        bag_log.removeHandler(handler)
+        bag_log.setLevel(level)
+        bag_log.propagate = propagate
     for path, note in out.report.recovered:
         print(f"recovered {path}: {note}", file=sys.stderr)
     print(f"{out.report.summary()}; intervention rate {out.intervention_rate:.3f}")

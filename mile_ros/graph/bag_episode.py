@@ -8,25 +8,44 @@ and flushes it to the file. A recorder killed mid-episode leaves an MCAP without
 up to the last complete one (rosbags itself refuses such a bag).
 
 Session metadata (iteration, episode, success, interventions, checkpoint) goes into the bag's
-``metadata.yaml`` ``custom_data`` and into a sidecar ``episode.json`` next to it.
+``metadata.yaml`` ``custom_data`` and into a sidecar ``episode.json`` next to it; ``complete`` says
+whether the episode was recorded to its end. :func:`mark_interrupted` turns the bag of an episode that
+never ended into a real rosbag2 bag (the recovered messages rewritten with rosbags' writer, the
+original file kept beside it as ``*.mcap.truncated``) marked ``complete: false`` with the reason.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-__all__ = ["BagError", "BagMessage", "EpisodeBag", "EpisodeBagWriter", "decode", "read_bag", "typestore"]
+__all__ = [
+    "INTERRUPTED",
+    "BagError",
+    "BagMessage",
+    "EpisodeBag",
+    "EpisodeBagWriter",
+    "decode",
+    "interrupted_by_name",
+    "mark_interrupted",
+    "read_bag",
+    "typestore",
+]
 
 SIDECAR = "episode.json"
+METADATA = "metadata.yaml"
+INTERRUPTED = ".interrupted"  # the session manager renames a bag left by a crash to <bag>.interruptedN
+TRUNCATED = ".truncated"  # the original file of a reindexed bag: <file>.mcap.truncated (no longer *.mcap)
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 _TYPESTORE = None
 
@@ -88,15 +107,20 @@ class EpisodeBagWriter:
             storage.bio.flush()
         self._since_flush = 0
 
-    def close(self, metadata: dict[str, Any]) -> Path:
-        """Finish the bag (summary, metadata.yaml with ``custom_data``) and write the sidecar JSON."""
+    def close(self, metadata: dict[str, Any], complete: bool = True) -> Path:
+        """Finish the bag (summary, metadata.yaml with ``custom_data``) and write the sidecar JSON.
+
+        ``complete=False``: the episode did not run to its end (the recorder was stopped mid-episode);
+        the dataset builder never trains on such a bag.
+        """
         if self.closed:
             return self.path
+        metadata = {**metadata, "complete": bool(complete)}
         for key, value in metadata.items():
             self.writer.set_custom_data(f"mile.{key}", json.dumps(value))
         self.writer.close()
         self.closed = True
-        write_sidecar(self.path, {**metadata, "message_counts": self.counts, "complete": True})
+        write_sidecar(self.path, {**metadata, "message_counts": self.counts})
         return self.path
 
 
@@ -141,17 +165,19 @@ def read_bag(path: str | os.PathLike) -> EpisodeBag:
             meta = json.loads(sidecar.read_text())
         except json.JSONDecodeError as exc:
             raise BagError(f"bag {path}: sidecar {SIDECAR} is corrupt: {exc}") from exc
+    elif (path / METADATA).is_file():  # the sidecar is written just after metadata.yaml: a crash between
+        meta = _custom_data(path)
     files = sorted(path.glob("*.mcap"))
     if not files:
         raise BagError(f"bag {path} has no .mcap file")
-    if (path / "metadata.yaml").is_file():
+    if (path / METADATA).is_file():
         try:
             return EpisodeBag(path, list(_read_complete(path)), meta, True)
         except Exception as exc:  # fall through to the record scan, which says what is wrong
             note = f"rosbags could not open it ({exc}); scanned records instead"
     else:
         note = "no metadata.yaml (recorder stopped before closing); scanned records"
-    messages, complete_scan = _scan_mcap(files[0])
+    messages, complete_scan, _ = _scan_mcap(files[0])
     if not messages:
         raise BagError(f"bag {path} holds no readable message ({note})")
     return EpisodeBag(path, messages, meta, False, note + ("" if complete_scan else "; file ends mid-record"))
@@ -163,6 +189,126 @@ def _read_complete(path: Path) -> Iterable[BagMessage]:
     with Reader(path) as reader:
         for conn, timestamp, data in reader.messages():
             yield BagMessage(conn.topic, conn.msgtype, timestamp, bytes(data))
+
+
+def _custom_data(path: Path) -> dict[str, Any]:
+    """The ``mile.*`` entries of a bag's metadata.yaml ``custom_data`` ({} when unreadable)."""
+    try:
+        info = yaml.safe_load((path / METADATA).read_text())["rosbag2_bagfile_information"]
+        custom = info.get("custom_data") or {}
+        return {k.removeprefix("mile."): json.loads(v) for k, v in custom.items() if k.startswith("mile.")}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError, json.JSONDecodeError):
+        return {}
+
+
+def interrupted_by_name(path: str | os.PathLike) -> bool:
+    """A bag folder the session manager set aside as ``<bag>.interruptedN``."""
+    name = Path(path).name
+    head, sep, tail = name.rpartition(INTERRUPTED)
+    return bool(sep and head and tail.isdigit())
+
+
+# ---- an episode that never ended -------------------------------------------------------------------
+
+
+def mark_interrupted(path: str | os.PathLike, metadata: dict[str, Any], reason: str) -> str:
+    """Mark the bag at ``path`` as an episode that never ended, and make it a real rosbag2 bag.
+
+    The sidecar (written first, so a crash here still leaves the mark) gets ``metadata`` under what
+    the bag already says, ``complete: false`` and ``interrupted: reason``. A bag without a readable
+    ``metadata.yaml`` (its recorder was killed) is reindexed: every complete message is rewritten with
+    rosbags' writer and the original file is kept as ``<file>.mcap.truncated``; a closed bag only gets
+    the mark in its ``custom_data``. Returns what was done; raises :class:`BagError` when the file holds
+    nothing to reindex (the sidecar's mark is in place even then).
+    """
+    path = Path(path)
+    meta: dict[str, Any] = {}
+    if (path / SIDECAR).is_file():
+        try:
+            meta = json.loads((path / SIDECAR).read_text())
+        except json.JSONDecodeError:
+            meta = {}  # replaced below; the recorded facts it held are in the bag's messages
+    elif (path / METADATA).is_file():
+        meta = _custom_data(path)
+    meta = {**metadata, **meta, "complete": False, "interrupted": reason}
+    write_sidecar(path, meta)
+    if _opens(path):
+        _set_custom_data(path, meta)
+        return "closed bag marked incomplete"
+    counts, note = _reindex(path, meta)
+    write_sidecar(path, {**meta, "message_counts": counts, "reindexed": note})
+    return note
+
+
+def _opens(path: Path) -> bool:
+    from rosbags.rosbag2 import Reader
+
+    if not (path / METADATA).is_file():
+        return False
+    try:
+        with Reader(path):
+            return True
+    except Exception:  # rosbags' own errors for a broken bag: reindex it instead
+        return False
+
+
+def _set_custom_data(path: Path, meta: dict[str, Any]) -> None:
+    doc = yaml.safe_load((path / METADATA).read_text())
+    info = doc["rosbag2_bagfile_information"]
+    info["custom_data"] = {**(info.get("custom_data") or {}), **{f"mile.{k}": json.dumps(v) for k, v in meta.items()}}
+    tmp = path / f".{METADATA}.tmp"
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, path / METADATA)
+
+
+def _reindex(path: Path, meta: dict[str, Any]) -> tuple[dict[str, int], str]:
+    """Rewrite a bag whose recorder died as a closed rosbag2 bag; keep the original file aside."""
+    files = sorted(path.glob("*.mcap"))
+    if not files:
+        raise BagError(f"bag {path} has no .mcap file to reindex")
+    messages, complete_scan, channels = _scan_mcap(files[0])
+    # The new bag is written under a hidden sibling with the bag's own name, so that the file name
+    # in its metadata.yaml is the one it will have in the bag's folder.
+    work = path.parent / f".{path.name}.reindex"
+    shutil.rmtree(work, ignore_errors=True)  # a reindex that died half-way
+    writer = Writer(work / path.name, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    try:
+        conns = {}
+        for topic, msgtype in channels:
+            if topic not in conns:
+                try:
+                    conns[topic] = writer.add_connection(topic, msgtype, typestore=typestore())
+                except Exception as exc:  # a type the Kilted store does not know
+                    raise BagError(f"bag {path}: cannot reindex topic {topic} ({msgtype}): {exc}") from exc
+        counts = dict.fromkeys(conns, 0)
+        for m in messages:
+            writer.write(conns[m.topic], m.log_time_ns, m.data)
+            counts[m.topic] += 1
+        for key, value in meta.items():
+            writer.set_custom_data(f"mile.{key}", json.dumps(value))
+        writer.close()
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # the original bag is untouched so far
+        raise
+    new_file = next((work / path.name).glob("*.mcap"))
+    for old in files:  # kept, under a name no reader takes for the bag's data
+        target = old.with_name(old.name + TRUNCATED)
+        k = 0
+        while target.exists():
+            k += 1
+            target = old.with_name(f"{old.name}{TRUNCATED}{k}")
+        old.rename(target)
+    new_file.rename(path / new_file.name)
+    # metadata.yaml last: until it is there the folder reads as a bag to scan, as before.
+    (work / path.name / METADATA).rename(path / METADATA)
+    shutil.rmtree(work, ignore_errors=True)
+    note = (
+        f"reindexed: {len(messages)} messages recovered"
+        + ("" if complete_scan else ", the file ended mid-record")
+        + f"; original kept as {files[0].name}{TRUNCATED}"
+    )
+    return counts, note
 
 
 # ---- a tolerant MCAP record scanner ----------------------------------------------------------------
@@ -191,7 +337,8 @@ def _records(buf: bytes, pos: int) -> Iterable[tuple[int, bytes, bool]]:
         pos += 9 + size
 
 
-def _scan_mcap(file: Path) -> tuple[list[BagMessage], bool]:
+def _scan_mcap(file: Path) -> tuple[list[BagMessage], bool, list[tuple[str, str]]]:
+    """(messages by log time, whether the file ended on a record boundary, channels' (topic, type))."""
     buf = file.read_bytes()
     if not buf.startswith(MCAP_MAGIC):
         raise BagError(f"{file} is not an MCAP file")
@@ -236,4 +383,4 @@ def _scan_mcap(file: Path) -> tuple[list[BagMessage], bool]:
         else:
             handle(op, body)
     out.sort(key=lambda m: m.log_time_ns)
-    return out, complete
+    return out, complete, [channels[c] for c in sorted(channels)]
