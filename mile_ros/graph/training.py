@@ -1,19 +1,47 @@
-"""One MILE update from recorded bags: build the dataset, fit, write a new checkpoint atomically."""
+"""One MILE update from recorded bags: build the dataset, fit, publish a new checkpoint exactly once.
+
+A session's update ``n`` (trained after the intervention episodes of iteration ``n - 1``) is named
+``update_{n:03d}.pt`` and seeded from ``n``, whatever else is on disk. :class:`UpdateClaim` makes one
+trainer at a time the owner of that name (an ``flock`` the kernel releases when its holder dies), the
+checkpoint is published with ``os.link``, which fails rather than overwrite, and a record beside it
+(``update_{n:03d}.json``) says whether the update is training, done, interrupted or failed.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from mile_ros.learning import DatasetError, InterventionDataset, MileConfig, fit_mile, load_checkpoint
+from mile_ros.learning.loop import TrainingInterruptedError, stop_when
 
 from .bag_dataset import BuildReport, build_dataset, find_bags
+from .bag_episode import SIDECAR
 
-__all__ = ["TrainingError", "TrainingOutcome", "train_from_bags"]
+__all__ = [
+    "CpuSampler",
+    "ThreadGovernor",
+    "TrainingError",
+    "TrainingInterruptedError",
+    "TrainingOutcome",
+    "UpdateClaim",
+    "choose_threads",
+    "free_cores",
+    "publish_exclusive",
+    "session_iteration",
+    "threads_for",
+    "train_from_bags",
+    "update_path",
+]
 
 
 class TrainingError(RuntimeError):
@@ -28,6 +56,236 @@ class TrainingOutcome:
     intervention_rate: float
     best_epoch: int
     seconds: float
+    threads: int = 1
+
+
+# ---- which update, and who trains it ------------------------------------------------------------
+
+
+def update_path(checkpoint_dir: str | os.PathLike, number: int) -> Path:
+    return Path(checkpoint_dir) / f"update_{number:03d}.pt"
+
+
+def session_iteration(bags_root: str | os.PathLike) -> int | None:
+    """The latest iteration of the training-mode episodes under ``bags_root``, from their sidecars.
+
+    The session manager asks for update ``n`` once the intervention episodes of iteration ``n - 1``
+    are recorded, so this names the update the bags call for. None: no bag says its iteration (bags
+    recorded outside a session).
+    """
+    root = Path(bags_root)
+    if not root.is_dir():
+        return None
+    latest = None
+    for bag in find_bags(root):
+        if ".interrupted" in bag.name:  # set aside by the session manager, recorded again under its name
+            continue
+        try:
+            meta = json.loads((bag / SIDECAR).read_text())
+        except (OSError, ValueError):
+            continue  # no sidecar (a recorder that died) or a corrupt one: the dataset reports it
+        if not isinstance(meta, dict) or meta.get("interrupted") or meta.get("mode", "train") != "train":
+            continue
+        it = meta.get("iteration")
+        if isinstance(it, int) and not isinstance(it, bool) and it >= 0:
+            latest = it if latest is None else max(latest, it)
+    return latest
+
+
+class UpdateClaim:
+    """Exclusive ownership of one update's name in ``checkpoint_dir`` (a context manager).
+
+    An ``flock`` on a hidden lock file: atomic, and released by the kernel when the holder exits or
+    is killed, so a crashed trainer never leaves a claim behind (an ``O_EXCL`` file would). A second
+    trainer waits for the first, then finds its published checkpoint. ``should_stop`` ends the wait
+    with :class:`TrainingInterruptedError`.
+    """
+
+    def __init__(
+        self, checkpoint_dir: str | os.PathLike, number: int, should_stop: Callable[[], bool] | None = None
+    ) -> None:
+        self.dir = Path(checkpoint_dir)
+        self.number = number
+        self.path = update_path(self.dir, number)
+        self.record_path = self.path.with_suffix(".json")
+        self.lock_path = self.dir / f".{self.path.stem}.lock"
+        self.should_stop = should_stop
+        self.waited_s = 0.0
+        self._fd: int | None = None
+
+    def __enter__(self) -> UpdateClaim:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        started = time.monotonic()
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self.should_stop is not None and self.should_stop():
+                        raise TrainingInterruptedError(f"stopped while waiting for {self.path.name}") from None
+                    time.sleep(0.05)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.waited_s = time.monotonic() - started
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def record(self) -> dict[str, Any]:
+        """What the record says about this update ({} when there is none)."""
+        try:
+            data = json.loads(self.record_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write_record(self, **fields: Any) -> None:
+        """Rewrite the record atomically (only the claim's holder writes it)."""
+        data = {
+            "update": self.number,
+            "checkpoint": str(self.path),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": time.time(),
+            **fields,
+        }
+        tmp = self.record_path.with_name(f".{self.record_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, self.record_path)
+
+
+def publish_exclusive(staged: Path, out: Path) -> None:
+    """Give the finished file ``staged`` the name ``out``; fail, changing nothing, if ``out`` exists.
+
+    ``os.link`` is the atomic create-if-absent for a whole file (``os.replace`` would overwrite).
+    """
+    try:
+        os.link(staged, out)
+    except FileExistsError:
+        raise TrainingError(f"{out} exists already; refusing to overwrite it") from None
+    finally:
+        staged.unlink(missing_ok=True)
+    dir_fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the new name survives a power cut once we say it is published
+    finally:
+        os.close(dir_fd)
+
+
+# ---- torch threads from the cores actually free ------------------------------------------------
+
+
+def _cpu_times(cpus: set[int]) -> dict[int, tuple[int, int]] | None:
+    """(idle, total) jiffies per CPU in ``cpus`` from /proc/stat; None where it cannot be read."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    out = {}
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        values = [int(v) for v in fields[:8]]
+        out[int(name[3:])] = (values[3] + values[4], sum(values))  # idle + iowait, all but guest
+    return out or None
+
+
+class CpuSampler:
+    """Cores of this process's affinity set that other processes left free since the previous call.
+
+    Busy time per CPU comes from /proc/stat; this process's own CPU time is taken out, so that a
+    trainer measuring while it trains does not count itself as load.
+    """
+
+    def __init__(self) -> None:
+        self.cpus = os.sched_getaffinity(0)
+        self.last = self._now()
+
+    def _now(self) -> tuple[dict[int, tuple[int, int]], float, float] | None:
+        times = _cpu_times(self.cpus)
+        return None if times is None else (times, time.process_time(), time.monotonic())
+
+    def free_cores(self) -> float | None:
+        now = self._now()
+        if now is None or self.last is None:
+            return None
+        (t_now, own1, wall1), (t_then, own0, wall0) = now, self.last
+        busy = 0.0
+        for cpu, (i1, t1) in t_now.items():
+            i0, t0 = t_then.get(cpu, (i1, t1))
+            busy += 1.0 - (i1 - i0) / (t1 - t0) if t1 > t0 else 0.0
+        if wall1 <= wall0:
+            return None
+        self.last = now
+        own = (own1 - own0) / (wall1 - wall0)
+        return max(0.0, len(self.cpus) - max(0.0, busy - own))
+
+
+def free_cores(sample_s: float = 0.3) -> float:
+    """Cores of this process's affinity set that other processes are not using now.
+
+    Measured over ``sample_s`` from /proc/stat (what is free now: the 1-minute load average lags a
+    load that has just started by a minute); elsewhere, the affinity set less the load average.
+    """
+    sampler = CpuSampler()
+    if sampler.last is not None and sample_s > 0:
+        time.sleep(sample_s)
+        free = sampler.free_cores()
+        if free is not None:
+            return free
+    return max(0.0, len(sampler.cpus) - os.getloadavg()[0])
+
+
+def threads_for(free: float, configured: int | None) -> int:
+    """Threads for ``free`` cores: at least 1, at most ``configured`` and the affinity set.
+
+    More threads than free cores is the expensive mistake: torch's threads wait for each other at
+    every operation, and a descheduled one stalls the rest.
+    """
+    limit = len(os.sched_getaffinity(0))
+    if configured:
+        limit = min(limit, configured)
+    return max(1, min(limit, int(free + 0.5)))
+
+
+def choose_threads(configured: int | None = None, sample_s: float = 0.3) -> int:
+    """Torch threads for the cores free now (see :func:`threads_for`); 0/None: no cap but the cores."""
+    return threads_for(free_cores(sample_s), configured)
+
+
+class ThreadGovernor:
+    """Re-chooses torch's thread count every ``period_s`` while training, as the load comes and goes."""
+
+    def __init__(self, configured: int | None, period_s: float = 2.0) -> None:
+        self.configured, self.period_s = configured, period_s
+        self.sampler = CpuSampler()
+        self.next = time.monotonic() + period_s
+        self.used: set[int] = {torch.get_num_threads()}
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + self.period_s
+        free = self.sampler.free_cores()
+        if free is None:
+            return
+        want = threads_for(free, self.configured)
+        if want != torch.get_num_threads():
+            torch.set_num_threads(want)
+            self.used.add(want)
+
+
+# ---- the update ------------------------------------------------------------------------------
 
 
 def train_from_bags(
@@ -37,12 +295,19 @@ def train_from_bags(
     config: MileConfig | None = None,
     threads: int | None = None,
     prior: str | os.PathLike | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    adapt_threads: bool = True,
+    meta: dict[str, Any] | None = None,
 ) -> TrainingOutcome:
     """Fit MILE on every training-mode episode under ``bags_root``, starting from ``init_checkpoint``.
 
-    ``out`` must not exist: a run's checkpoints are never overwritten. ``prior``: an
-    :class:`InterventionDataset` file (``.npz``) of the demonstrations the initial policy was
-    cloned from, whose likelihood under the policy joins the loss (``MileConfig.lambda_prior``).
+    ``out`` must not exist: a run's checkpoints are never overwritten, and the new one appears
+    complete or not at all. ``prior``: an :class:`InterventionDataset` file (``.npz``) of the
+    demonstrations the initial policy was cloned from, whose likelihood under the policy joins the
+    loss (``MileConfig.lambda_prior``). ``threads``: the most torch threads to use (None: the
+    cores); with ``adapt_threads`` fewer while other processes keep cores busy. ``should_stop`` is
+    checked before every minibatch: true ends the update with :class:`TrainingInterruptedError`,
+    nothing written. ``meta`` joins the checkpoint's metadata.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -53,9 +318,22 @@ def train_from_bags(
     report = build_dataset(find_bags(bags_root), spec=init.spec)
     if report.dataset is None or len(report.dataset) == 0:
         raise TrainingError(f"no usable step in the bags under {bags_root}: {report.summary()}")
-    if threads:
-        torch.set_num_threads(threads)
-    result = fit_mile(report.dataset, config or MileConfig(), init=init, prior=prior_data)
+    before = torch.get_num_threads()
+    n_threads = choose_threads(threads) if adapt_threads else (threads or before)
+    torch.set_num_threads(n_threads)
+    governor = ThreadGovernor(threads) if adapt_threads else None
+
+    def check() -> bool:
+        if governor is not None:
+            governor.poll()
+        return should_stop is not None and should_stop()
+
+    try:
+        with stop_when(check):
+            result = fit_mile(report.dataset, config or MileConfig(), init=init, prior=prior_data)
+    finally:
+        torch.set_num_threads(before)
+    used = sorted(governor.used) if governor is not None else [n_threads]
     ds = report.dataset
     ckpt = result.checkpoint(
         source_checkpoint=str(init_checkpoint),
@@ -65,10 +343,23 @@ def train_from_bags(
         intervention_rate=ds.intervention_rate,
         prior=str(prior) if prior_data is not None else None,
         prior_rows=len(prior_data) if prior_data is not None else 0,
+        torch_threads=used,
+        summary=report.summary(),
+        seconds=round(time.perf_counter() - started, 2),
+        **(meta or {}),
     )
-    ckpt.save(out)
+    # Written whole under a private name first, then linked: a reader of ``out`` never sees a partial
+    # file, and a second writer of the same name fails instead of replacing the first one's update.
+    staged = ckpt.save(out.with_name(f".{out.name}.{os.getpid()}.staged"))
+    publish_exclusive(staged, out)
     return TrainingOutcome(
-        out, report, len(ds), ds.intervention_rate, result.loop.best_epoch, time.perf_counter() - started
+        out,
+        report,
+        len(ds),
+        ds.intervention_rate,
+        result.loop.best_epoch,
+        time.perf_counter() - started,
+        max(used),
     )
 
 

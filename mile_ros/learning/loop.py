@@ -18,13 +18,19 @@ __all__ = [
     "LoopResult",
     "RolloutSelection",
     "TrainingDivergedError",
+    "TrainingInterruptedError",
     "select_by_rollouts",
+    "stop_when",
     "train_loop",
 ]
 
 
 class TrainingDivergedError(FloatingPointError):
     """A minibatch loss was NaN or infinite: the update stops instead of writing broken weights."""
+
+
+class TrainingInterruptedError(RuntimeError):
+    """The cancellation check said stop: the loop ends between two minibatches and returns no weights."""
 
 
 @dataclass
@@ -71,6 +77,20 @@ class RolloutSelection:
 _SELECTION: ContextVar[RolloutSelection | None] = ContextVar("rollout_selection", default=None)
 
 
+_STOP: ContextVar[Callable[[], bool] | None] = ContextVar("should_stop", default=None)
+
+
+@contextmanager
+def stop_when(should_stop: Callable[[], bool] | None) -> Iterator[None]:
+    """Every :func:`train_loop` inside the block (called without its own ``should_stop``) checks
+    ``should_stop`` before each minibatch, for callers that reach the loop through a learner's fit."""
+    token = _STOP.set(should_stop)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
+
+
 @contextmanager
 def select_by_rollouts(selection: RolloutSelection) -> Iterator[None]:
     """Every :func:`train_loop` inside the block selects its weights by ``selection``."""
@@ -114,6 +134,7 @@ def train_loop(
     desc: str = "train",
     extra_params: Sequence[nn.Parameter] = (),
     extra_lr: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> LoopResult:
     """Minimise ``batch_loss(indices)`` over shuffled minibatches of ``range(n_rows)``.
 
@@ -122,7 +143,10 @@ def train_loop(
     after ``patience`` epochs without improvement. ``extra_params`` (e.g. MILE's cost and probit
     scale) are trained at ``extra_lr`` (default: ``config.lr``) without weight decay.
     Inside :func:`select_by_rollouts` the weights are chosen by rollouts instead (benchmarks only).
+    ``should_stop`` (default: the one of an enclosing :func:`stop_when`) is checked before every
+    minibatch; when it returns true the loop raises :class:`TrainingInterruptedError`.
     """
+    should_stop = should_stop if should_stop is not None else _STOP.get()
     extra_ids = {id(p) for p in extra_params}
     seen: set[int] = set()
     params = [p for m in modules for p in m.parameters() if p.requires_grad and id(p) not in extra_ids]
@@ -147,6 +171,8 @@ def train_loop(
         perm = torch.randperm(n_rows, generator=gen)
         total, batches = 0.0, 0
         for start in range(0, n_rows, config.batch_size):
+            if should_stop is not None and should_stop():
+                raise TrainingInterruptedError(f"{desc}: stopped at epoch {epoch}")
             out = batch_loss(perm[start : start + config.batch_size])
             loss = out[0] if isinstance(out, tuple) else out
             if not torch.isfinite(loss):

@@ -1,8 +1,10 @@
 """trainer_node: on ``/trainer/train``, one MILE update on every bag so far; announces the checkpoint.
 
-The answer's message is JSON (checkpoint, rows, intervention rate, skipped bags). The new
-checkpoint is written atomically under ``checkpoint_dir`` and published on ``/mile/checkpoint``,
-where the policy node picks it up.
+The answer's message is JSON (checkpoint, update, seed, reused, rows, intervention rate, skipped
+bags). Update ``n`` follows the bags' iteration ``n - 1`` and trains with seed ``update_seed(seed, n)``;
+one that is on disk already is reused, never trained twice (:mod:`mile_ros.graph.training`). The
+checkpoint is published whole under ``checkpoint_dir`` and announced on ``/mile/checkpoint``, where the
+policy node picks it up. Ctrl-C stops an update within a minibatch; its record says "interrupted".
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from mile_ros.baselines import default_config
-from mile_ros.graph.training import train_from_bags
-from mile_ros.learning import MileConfig
+from mile_ros.graph.training import TrainingInterruptedError, UpdateClaim, session_iteration, train_from_bags
+from mile_ros.learning import MileConfig, load_checkpoint
 from mile_ros.nodes.common import Param, declare_parameters, publisher
 from mile_ros.seeds import update_seed
 
@@ -60,7 +62,12 @@ PARAMETERS = (
     ),
     Param("val_fraction", 0.0, "fraction of episodes held out: NLL reported, used by select_best", (0.0, 0.9)),
     Param("seed", 0, "base training seed: update n trains with 1000 * seed + n, as the benchmark", (0, 1_000_000)),
-    Param("threads", 0, "torch threads while training; 0: torch's default", (0, 256)),
+    Param(
+        "threads",
+        0,
+        "most torch threads while training, fewer while other processes keep cores busy; 0: the cores",
+        (0, 256),
+    ),
 )
 
 
@@ -69,13 +76,12 @@ class TrainerNode(Node):
         super().__init__("trainer_node")
         self.p = declare_parameters(self, PARAMETERS)
         self.initial = self.p["initial_checkpoint"]
-        self.latest = self.initial
-        self.updates = 0
         self.busy = threading.Lock()
+        # Set on Ctrl-C / shutdown: the update in the executor thread stops at its next minibatch.
+        self.stopping = threading.Event()
+        self.context.on_shutdown(self.stopping.set)
         self.pub_ckpt = publisher(self, "/mile/checkpoint")
-        self.create_service(
-            Trigger, "/trainer/train", self.on_train, callback_group=MutuallyExclusiveCallbackGroup()
-        )
+        self.create_service(Trigger, "/trainer/train", self.on_train, callback_group=MutuallyExclusiveCallbackGroup())
 
     def config(self, update: int) -> MileConfig:
         p = self.p
@@ -93,53 +99,132 @@ class TrainerNode(Node):
             seed=update_seed(p["seed"], update),
         )
 
+    def close(self) -> None:
+        """Stop an update in progress and wait (briefly) until it has cleaned up and said so."""
+        self.stopping.set()
+        if self.busy.acquire(timeout=5.0):
+            self.busy.release()
+
     def on_train(self, request, response):
         if not self.busy.acquire(blocking=False):
             response.success, response.message = False, "already training"
             return response
         try:
-            if not self.initial:
-                raise ValueError("no initial_checkpoint to start from")
-            out_dir = Path(self.p["checkpoint_dir"])
-            existing = sorted(out_dir.glob("update_*.pt"))
-            # Numbered after what is on disk, so a restarted trainer never overwrites an update.
-            number = max([int(e.stem.split("_")[1]) for e in existing], default=0) + 1
-            if existing and self.updates == 0:
-                self.latest = str(existing[-1])
-            # From the initial policy by default: measured better than continuing (docs/results-history.md).
-            start = self.initial if self.p["train_from"] == "initial" else self.latest
-            outcome = train_from_bags(
-                self.p["bags_dir"],
-                start,
-                out_dir / f"update_{number:03d}.pt",
-                self.config(number),
-                threads=self.p["threads"] or None,
-                prior=self.p["prior_data"] or None,
-            )
+            result = self.update()
+        except TrainingInterruptedError as exc:
+            self.get_logger().warn(f"update interrupted, nothing published: {exc}")
+            response.success, response.message = False, f"interrupted: {exc}"
+            return response
         except Exception as exc:
             self.get_logger().error(f"training failed: {exc}")
             response.success, response.message = False, f"training failed: {exc}"
             return response
         finally:
             self.busy.release()
-        self.latest, self.updates = str(outcome.checkpoint), self.updates + 1
+        self.pub_ckpt.publish(String(data=result["checkpoint"]))
+        response.success, response.message = True, json.dumps(result)
+        return response
+
+    def plan(self) -> tuple[int, int | None]:
+        """(update number, iteration) that the bags call for.
+
+        A session's bags say their iteration: update ``n`` follows iteration ``n - 1`` whatever is on
+        disk, so a resume asks for the same update and seed as the run that was stopped. Bags without
+        it (recorded outside a session) get the next number not yet published.
+        """
+        iteration = session_iteration(self.p["bags_dir"])
+        if iteration is not None:
+            return iteration + 1, iteration
+        existing = [int(e.stem.split("_")[1]) for e in Path(self.p["checkpoint_dir"]).glob("update_[0-9]*.pt")]
+        return max(existing, default=0) + 1, None
+
+    def update(self) -> dict:
+        """Train (or find) the update the bags call for; the answer's JSON."""
+        if not self.initial:
+            raise ValueError("no initial_checkpoint to start from")
+        log = self.get_logger()
+        while True:
+            number, iteration = self.plan()
+            seed = update_seed(self.p["seed"], number)
+            with UpdateClaim(self.p["checkpoint_dir"], number, self.stopping.is_set) as claim:
+                if claim.waited_s > 0.5:
+                    log.info(f"waited {claim.waited_s:.1f} s for another trainer's claim on update {number}")
+                if claim.path.exists():
+                    if iteration is None:
+                        continue  # another trainer published this number meanwhile: take the next
+                    log.info(f"update {number} (iteration {iteration}) is on disk already: reusing it")
+                    return self.reused(claim, seed)
+                before = claim.record()
+                if before.get("state") in ("training", "interrupted"):
+                    log.warn(f"update {number} was {before['state']} when its trainer stopped: training it again")
+                return self.train(claim, number, iteration, seed)
+
+    def train(self, claim: UpdateClaim, number: int, iteration: int | None, seed: int) -> dict:
+        out_dir = claim.dir
+        start = self.initial
+        if self.p["train_from"] == "previous":  # the newest update before this one, as the stopped run had
+            earlier = [e for e in out_dir.glob("update_[0-9]*.pt") if int(e.stem.split("_")[1]) < number]
+            if earlier:
+                start = str(max(earlier, key=lambda e: int(e.stem.split("_")[1])))
+        fields = {"iteration": iteration, "seed": seed, "start": start}
+        claim.write_record(state="training", **fields)
+        self.get_logger().info(f"training update {number} (iteration {iteration}, seed {seed}) from {start}")
+        try:
+            # From the initial policy by default: measured better than continuing (docs/results-history.md).
+            outcome = train_from_bags(
+                self.p["bags_dir"],
+                start,
+                claim.path,
+                self.config(number),
+                threads=self.p["threads"] or None,
+                prior=self.p["prior_data"] or None,
+                should_stop=self.stopping.is_set,
+                meta={"update": number, "iteration": iteration, "update_seed": seed},
+            )
+        except TrainingInterruptedError as exc:
+            claim.write_record(state="interrupted", reason=str(exc), **fields)
+            raise
+        except BaseException as exc:
+            claim.write_record(state="failed", reason=f"{type(exc).__name__}: {exc}", **fields)
+            raise
+        claim.write_record(state="done", seconds=round(outcome.seconds, 2), threads=outcome.threads, **fields)
         for path, why in outcome.report.skipped:
             self.get_logger().warn(f"skipped bag {path}: {why}")
-        self.pub_ckpt.publish(String(data=self.latest))
-        response.success = True
-        response.message = json.dumps(
-            {
-                "checkpoint": self.latest,
-                "rows": outcome.rows,
-                "intervention_rate": outcome.intervention_rate,
-                "best_epoch": outcome.best_epoch,
-                "seconds": round(outcome.seconds, 2),
-                "skipped": [[str(p), why] for p, why in outcome.report.skipped],
-                "summary": outcome.report.summary(),
-            }
-        )
-        self.get_logger().info(f"update {number}: {outcome.report.summary()} -> {self.latest}")
-        return response
+        self.get_logger().info(f"update {number}: {outcome.report.summary()} -> {claim.path}")
+        return {
+            "checkpoint": str(claim.path),
+            "update": number,
+            "iteration": iteration,
+            "seed": seed,
+            "reused": False,
+            "rows": outcome.rows,
+            "intervention_rate": outcome.intervention_rate,
+            "best_epoch": outcome.best_epoch,
+            "seconds": round(outcome.seconds, 2),
+            "threads": outcome.threads,
+            "skipped": [[str(p), why] for p, why in outcome.report.skipped],
+            "summary": outcome.report.summary(),
+        }
+
+    def reused(self, claim: UpdateClaim, seed: int) -> dict:
+        """The answer for an update published before (by a stopped run or another trainer)."""
+        meta = load_checkpoint(claim.path).meta
+        if meta.get("update_seed", seed) != seed:
+            raise ValueError(f"{claim.path} was trained with seed {meta['update_seed']}, not {seed}")
+        return {
+            "checkpoint": str(claim.path),
+            "update": claim.number,
+            "iteration": meta.get("iteration"),
+            "seed": seed,
+            "reused": True,
+            "rows": meta.get("rows", 0),
+            "intervention_rate": meta.get("intervention_rate"),
+            "best_epoch": meta.get("best_epoch", -1),
+            "seconds": 0.0,
+            "threads": 0,
+            "skipped": meta.get("skipped_bags", []),
+            "summary": f"reused: {meta.get('summary', '')}",
+        }
 
 
 def main(args: list[str] | None = None) -> int:
