@@ -12,7 +12,7 @@ pytest.importorskip("rclpy")
 
 from std_srvs.srv import Trigger
 
-from mile_ros.graph.bag_dataset import episode_steps
+from mile_ros.graph.bag_dataset import build_dataset, episode_steps
 from mile_ros.graph.bag_episode import BagError, read_bag
 from mile_ros.graph.topics import ACTION_NAMES
 from mile_ros.nodes.common import vector_msg
@@ -113,3 +113,64 @@ def test_killed_recorder_leaves_a_readable_bag(recorder):
     assert not read.complete
     assert [m.decode().position[0] for m in read.topic("/mile/observation")] == [float(i) for i in range(30)]
     assert len(episode_steps(read).stamps) == 30
+
+
+def test_bag_path_outside_the_output_dir_is_refused(recorder):
+    """Whoever sets bag_path (any process on the domain can), the recorder writes only under output_dir."""
+    probe, node, tmp = recorder
+    outside = tmp.parent / f"{tmp.name}-outside"
+    outside.mkdir()
+    (tmp / "link").symlink_to(outside, target_is_directory=True)
+    for bad in (
+        outside / "bag",  # an absolute path elsewhere
+        tmp / ".." / outside.name / "bag",  # .. out of it
+        tmp / "link" / "bag",  # a symlink out of it
+        tmp,  # output_dir itself is not a bag folder
+    ):
+        with pytest.raises(RuntimeError, match="outside the recorder's output_dir"):
+            probe.set_params("recorder_node", {"bag_path": str(bad)})
+    with pytest.raises(RuntimeError, match="read-only"):
+        probe.set_params("recorder_node", {"output_dir": str(outside)})
+    # A path that was inside when set, made a link out of it before the start: checked again then.
+    probe.set_params("recorder_node", {"bag_path": str(tmp / "later" / "bag"), "episode_info": "{}"})
+    (tmp / "later").symlink_to(outside, target_is_directory=True)
+    res = probe.call("/recorder/start", Trigger)
+    assert not res.success and "outside the recorder's output_dir" in res.message, res.message
+    assert list(outside.iterdir()) == []
+    # The session goes on: a bag inside is recorded as before.
+    probe.set_params("recorder_node", {"bag_path": str(tmp / "it0" / "train_000")})
+    assert probe.call("/recorder/start", Trigger).success
+    publish_step(probe, 10**9, np.zeros(3), np.zeros(4))
+    end = vector_msg(10**9 + 5 * 10**7, ["steps", "success", "return"], [1, 0.0, 0.0], "failure")
+    probe.publish("/sim/episode_end", end)
+    assert stop(probe).success
+    assert read_bag(tmp / "it0" / "train_000").complete and list(outside.iterdir()) == []
+    assert node.alive(), node.output()[-2000:]
+
+
+def test_recorder_stopped_mid_episode_marks_its_bag_incomplete(recorder):
+    """A recorder stopped (SIGINT) mid-episode closes a readable bag that is never trained on."""
+    probe, node, tmp = recorder
+    bag = tmp / "iter_000" / "train_000"
+    probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"mode": "train"})})
+    assert probe.call("/recorder/start", Trigger).success
+    for i in range(20):
+        publish_step(probe, 10**9 + i * 5 * 10**7, np.full(3, float(i)), np.zeros(4))
+
+    def on_disk() -> int:
+        try:
+            return len(read_bag(bag).topic("/mile/executed_action"))
+        except BagError:  # nothing flushed yet
+            return 0
+
+    deadline = time.monotonic() + 20
+    while on_disk() < 20:
+        assert time.monotonic() < deadline, f"only {on_disk()} of 20 commands on disk"
+        time.sleep(0.05)
+    assert node.stop() == 0, node.output()[-2000:]
+    read = read_bag(bag)
+    assert read.complete and (bag / "metadata.yaml").is_file()  # closed: rosbag2 readers open it
+    assert read.metadata["complete"] is False and "stopped before the episode ended" in read.metadata["interrupted"]
+    assert len(episode_steps(read).stamps) == 20  # every step kept
+    report = build_dataset([bag])
+    assert report.used == [] and [p for p, _ in report.interrupted] == [bag]

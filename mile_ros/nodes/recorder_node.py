@@ -4,6 +4,10 @@
 ``episode_info`` (JSON; the session manager sets both parameters before calling); ``/recorder/stop``
 closes it, adding steps, interventions, success, ``end_reason`` and ``discarded`` (the operator's discard
 button: the bag stays on disk, the dataset builder leaves it out), and answers with those as JSON.
+
+The recorder writes only under ``output_dir`` (the run's ``bags/``; read-only after start-up): a
+``bag_path`` that resolves anywhere else (``..``, a symlink, an absolute path) is refused, when it is
+set and again when a bag is opened, whoever sets it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
@@ -32,8 +37,17 @@ STEP_TOPICS = (
 )
 
 PARAMETERS = (
-    Param("output_dir", "bags", "where bags go when bag_path is empty"),
-    Param("bag_path", "", "folder of the next bag (must not exist); set before /recorder/start"),
+    Param(
+        "output_dir",
+        "bags",
+        "where bags go when bag_path is empty; the recorder writes nowhere else (read-only)",
+        read_only=True,
+    ),
+    Param(
+        "bag_path",
+        "",
+        "folder of the next bag, inside output_dir (must not exist); set before /recorder/start",
+    ),
     Param("episode_info", "{}", "JSON metadata of the next episode (iteration, episode, mode, checkpoint, ...)"),
     Param("record_camera", False, "also record /camera/image_raw"),
     Param(
@@ -61,6 +75,11 @@ class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("recorder_node")
         p = declare_parameters(self, PARAMETERS)
+        # Resolved once: later changes of the working directory or of links cannot move it.
+        self.root = Path(p["output_dir"]).resolve()
+        if p["bag_path"]:
+            self.confined(p["bag_path"])  # refuse a bad launch parameter at start-up, not mid-session
+        self.add_on_set_parameters_callback(self.on_set_parameters)
         self.topics = list(RECORDED_TOPICS) + ([CAMERA_TOPIC] if p["record_camera"] else [])
         self.flush_every = int(p["flush_every"])
         self.writer: EpisodeBagWriter | None = None
@@ -104,19 +123,42 @@ class RecorderNode(Node):
             else:
                 self.stats.on_end(stamp, msg.header.frame_id, dict(zip(msg.name, msg.position)))
 
+    def confined(self, bag_path: str) -> Path:
+        """``bag_path`` resolved (symlinks, ``..``); ValueError unless it lies inside ``output_dir``."""
+        path = Path(bag_path)
+        resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()
+        if not resolved.is_relative_to(self.root) or resolved == self.root:
+            raise ValueError(
+                f"bag_path {bag_path!r} resolves to {resolved}, outside the recorder's output_dir "
+                f"{self.root}: refused (the recorder writes only under its run directory)"
+            )
+        return resolved
+
+    def on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name == "bag_path" and param.value:
+                try:
+                    self.confined(str(param.value))
+                except ValueError as exc:
+                    self.get_logger().error(str(exc))
+                    return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
     def on_start(self, request, response):
         if self.writer is not None:
             response.success, response.message = False, f"already recording {self.writer.path}"
             return response
         try:
             info = json.loads(self.get_parameter("episode_info").value or "{}")
-            path = self.get_parameter("bag_path").value or str(
-                Path(self.get_parameter("output_dir").value) / time.strftime("episode_%Y%m%d_%H%M%S")
-            )
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            wanted = self.get_parameter("bag_path").value or str(self.root / time.strftime("episode_%Y%m%d_%H%M%S"))
+            path = self.confined(wanted)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Checked again once the folders exist: a link made in between must not lead outside.
+            path = self.confined(str(path))
             self.writer = EpisodeBagWriter(path, {t: TOPICS[t].type for t in self.topics}, self.flush_every)
-        except Exception as exc:  # an existing folder, bad JSON: refuse, overwrite nothing
+        except Exception as exc:  # outside output_dir, an existing folder, bad JSON: refuse, write nothing
             response.success, response.message = False, f"cannot start recording: {exc}"
+            self.get_logger().error(response.message)
             return response
         self.info, self.stats, self.stop_requested = info, EpisodeStats(), None
         now = self.get_clock().now().nanoseconds
@@ -153,8 +195,9 @@ class RecorderNode(Node):
         return response
 
     def close(self) -> None:
-        if self.writer is not None:  # Ctrl-C mid-episode: finish the bag so it is complete
-            self.writer.close({**self.info, **self.stats.as_dict(), "interrupted": True})
+        if self.writer is not None:  # stopped mid-episode: a readable bag, marked so it is never trained on
+            reason = "the recorder was stopped before the episode ended"
+            self.writer.close({**self.info, **self.stats.as_dict(), "interrupted": reason}, complete=False)
 
 
 def main(args: list[str] | None = None) -> int:
