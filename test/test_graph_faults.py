@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -213,3 +216,65 @@ def test_nothing_left_to_train_on_or_divergence_exit_non_zero_with_a_message(tmp
     assert "training diverged, no checkpoint written" in diverged.stderr
     assert not (tmp_path / "u2.pt").exists()
     assert (bags / "ep0").is_dir() and (bags / "ep1").is_dir()  # nothing lost
+
+
+def test_a_recorder_killed_mid_episode_loses_nothing_and_is_never_trained_on(tmp_path):
+    """``mile-ros sim`` with its recorder SIGKILLed during an evaluation episode, then resumed."""
+    pytest.importorskip("metaworld")
+    from test_session_shutdown import node_pids
+
+    from mile_ros.nodes.probe import unique_domain_id
+    from mile_ros.sim import make_env
+
+    spec = make_env("drawer-open-v3").spec
+    init = tmp_path / "init.pt"
+    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (32, 32))).save(init)
+    run = tmp_path / "run"
+
+    def sim() -> subprocess.Popen:
+        args = ["--iterations", "1", "--episodes", "1", "--eval-episodes", "1", "--max-episode-steps", "60"]
+        args += ["--epochs", "3", "--mental-rollouts", "1", "--domain-id", str(unique_domain_id())]
+        cmd = [str(MILE_ROS), "sim", "--out", str(run), "--init-policy", str(init), *args]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    bag = run / "bags" / "iter_000" / "eval_000"
+
+    def steps_on_disk() -> int:
+        try:
+            return len(read_bag(bag).topic("/mile/executed_action"))
+        except Exception:  # not there or nothing flushed yet
+            return 0
+
+    proc = sim()
+    try:
+        deadline = time.monotonic() + 300
+        while steps_on_disk() < 5:  # mid-episode: steps in the file, the bag not closed
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(0.02)
+        (victim,) = node_pids(run, "recorder_node")
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "recorder_node" in err, err[-3000:]
+    assert not (bag / "metadata.yaml").exists(), "the episode ended before the kill: nothing interrupted"
+    killed = read_bag(bag).messages
+
+    again = sim()
+    out, err = again.communicate(timeout=900)
+    assert again.returncode == 0, out[-3000:] + err[-3000:]
+    aside = bag.with_name("eval_000.interrupted0")
+    # A real rosbag2 bag now, holding every message the killed recorder had written, marked.
+    assert rosbags_messages(aside) == [(m.topic, m.log_time_ns, m.data) for m in killed]
+    assert (aside / "eval_000.mcap.truncated").is_file()
+    sidecar = json.loads((aside / "episode.json").read_text())
+    assert sidecar["complete"] is False and sidecar["mode"] == "eval"
+    assert "iter_000/eval_000" in sidecar["interrupted"]
+    # The episode was recorded again, and the update trained on the training episode alone.
+    assert read_bag(bag).metadata["complete"] is True
+    meta = load_checkpoint(run / "checkpoints" / "update_001.pt").meta
+    assert meta["bags"] == [str(run / "bags" / "iter_000" / "train_000")]
+    assert str(aside) in [p for p, _ in meta["skipped_bags"]]
+    names = [e["name"] for e in json.loads((run / "session.json").read_text())["episodes"]]
+    assert sorted(names) == ["iter_000/eval_000", "iter_000/train_000", "iter_001/eval_000"]

@@ -22,6 +22,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
+from mile_ros.graph.bag_episode import INTERRUPTED, mark_interrupted
 from mile_ros.graph.session import SessionConfig, SessionState, Task, next_task, write_metrics
 from mile_ros.nodes.common import Param, call_service, declare_parameters, publisher, subscription
 
@@ -152,12 +153,9 @@ class SessionManager(Node):
         rows = write_metrics(self.state)
         self.progress(f"session complete: {len(rows)} iterations in {self.run_dir}", done=True)
 
-    def run_episode(self, task: Task) -> None:
-        bag = self.state.bag_path(task)
-        if bag.exists():  # left by a crash mid-episode: keep it aside, record the episode again
-            n = len(list(bag.parent.glob(bag.name + ".interrupted*")))
-            bag.rename(bag.with_name(f"{bag.name}.interrupted{n}"))
-        info = {
+    def episode_info(self, task: Task) -> dict:
+        """The metadata the recorder writes into the episode's bag."""
+        return {
             "task": self.state.task,
             "iteration": task.iteration,
             "episode": task.index,
@@ -166,6 +164,26 @@ class SessionManager(Node):
             "checkpoint": self.state.current_checkpoint(),
             "run_dir": str(self.run_dir),
         }
+
+    def set_aside(self, task: Task, bag: Path) -> None:
+        """Keep a bag left by a crash mid-episode as ``<bag>.interruptedN``, marked, never trained on."""
+        n = 0
+        while (aside := bag.with_name(f"{bag.name}{INTERRUPTED}{n}")).exists():
+            n += 1
+        bag.rename(aside)
+        reason = f"the session stopped before episode {task.name} ended; the episode was recorded again"
+        try:
+            note = mark_interrupted(aside, self.episode_info(task), reason)
+        except Exception as exc:  # the name alone keeps it out of training; nothing is lost
+            self.get_logger().error(f"{aside}: interrupted episode set aside but not reindexed: {exc}")
+            return
+        self.get_logger().warn(f"{aside}: interrupted episode set aside, never trained on ({note})")
+
+    def run_episode(self, task: Task) -> None:
+        bag = self.state.bag_path(task)
+        if bag.exists():  # left by a crash mid-episode: keep it aside, record the episode again
+            self.set_aside(task, bag)
+        info = self.episode_info(task)
         self.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps(info)})
         self.set_params(self.bridge, {"seed": int(task.seed)})
         if self.p["use_simulated_human"]:
