@@ -12,10 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mile_ros.learning import MileConfig, Spec, build_model, calibrate_cost, fit_mile
+from mile_ros.graph.training import adaptive_threads
+from mile_ros.learning import InterventionDataset, MileConfig, Spec, build_model, calibrate_cost, fit_mile
 from mile_ros.learning.synthetic import make_ground_truth, sample_record
 
-__all__ = ["TrainingBench", "bench_training"]
+from .load import BusyLoad
+
+__all__ = ["LoadedUpdate", "TrainingBench", "bench_training", "time_update"]
 
 
 @dataclass
@@ -26,10 +29,33 @@ class TrainingBench:
     update_s: float | None
     rows: int
     intervention_rate: float
+    update_threads: list[int] | None = None
+    loaded: LoadedUpdate | None = None
 
     @property
     def ratio(self) -> float:
         return self.mile_step_ms / self.bc_step_ms
+
+
+@dataclass
+class LoadedUpdate:
+    """The same update under a load the benchmark made (``processes`` busy loops in ``sessions``)."""
+
+    processes: int
+    sessions: int
+    update_s: float
+    threads: list[int]
+    fixed_update_s: float | None = None  # with the configured threads, not adapted (the old behaviour)
+
+
+def time_update(
+    data: InterventionDataset, config: MileConfig, threads: int | None, adapt: bool = True
+) -> tuple[float, list[int]]:
+    """Seconds of one ``fit_mile`` update, and the torch thread counts it ran on."""
+    t0 = time.perf_counter()
+    with adaptive_threads(threads, adapt=adapt) as governor:
+        fit_mile(data, config)
+    return time.perf_counter() - t0, sorted(governor.used)
 
 
 def _median_ms(step, repeats: int) -> float:
@@ -55,8 +81,17 @@ def bench_training(
     target_rate: float = 0.3,
     label: str = "",
     seed: int = 0,
+    threads: int | None = None,
+    load: int = 0,
+    load_sessions: int = 1,
+    compare_fixed: bool = False,
 ) -> TrainingBench:
-    """Time one optimiser step of MILE and of BC (both networks), then a whole ``epochs`` update."""
+    """Time one optimiser step of MILE and of BC (both networks), then a whole ``epochs`` update.
+
+    The update runs as the trainer node runs it: on the threads the free cores allow, at most
+    ``threads``. With ``load`` it is timed again while ``load`` busy loops (in ``load_sessions``
+    sessions) hold the CPUs; ``compare_fixed`` times it under that load on ``threads`` fixed too.
+    """
     spec = Spec(obs_dim, act_dim, discrete, frame_stack=0)
     truth = make_ground_truth(spec, hidden=(64, 64), seed=seed)
     calibrate_cost(truth.model, truth.observations(4096, np.random.default_rng(seed)), target_rate)
@@ -101,11 +136,21 @@ def bench_training(
         mile_ms.append(_median_ms(mile_step, repeats // 3 or 1))
         bc_ms.append(_median_ms(bc_step, repeats // 3 or 1))
 
-    update_s = None
+    update_s, used, loaded = None, None, None
     if epochs:
-        t0 = time.perf_counter()
-        fit_mile(data, config)
-        update_s = time.perf_counter() - t0
+        update_s, used = time_update(data, config, threads)
+        if load:
+            with BusyLoad(load, load_sessions):
+                loaded_s, loaded_used = time_update(data, config, threads)
+                fixed_s = time_update(data, config, threads, adapt=False)[0] if compare_fixed else None
+            loaded = LoadedUpdate(load, load_sessions, loaded_s, loaded_used, fixed_s)
     return TrainingBench(
-        label, statistics.median(mile_ms), statistics.median(bc_ms), update_s, len(data), data.intervention_rate
+        label,
+        statistics.median(mile_ms),
+        statistics.median(bc_ms),
+        update_s,
+        len(data),
+        data.intervention_rate,
+        used,
+        loaded,
     )

@@ -14,7 +14,8 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "TrainingInterruptedError",
     "TrainingOutcome",
     "UpdateClaim",
+    "adaptive_threads",
     "choose_threads",
     "free_cores",
     "publish_exclusive",
@@ -265,15 +267,15 @@ def choose_threads(configured: int | None = None, sample_s: float = 0.3) -> int:
 class ThreadGovernor:
     """Re-chooses torch's thread count every ``period_s`` while training, as the load comes and goes."""
 
-    def __init__(self, configured: int | None, period_s: float = 2.0) -> None:
-        self.configured, self.period_s = configured, period_s
+    def __init__(self, configured: int | None, period_s: float = 2.0, enabled: bool = True) -> None:
+        self.configured, self.period_s, self.enabled = configured, period_s, enabled
         self.sampler = CpuSampler()
         self.next = time.monotonic() + period_s
         self.used: set[int] = {torch.get_num_threads()}
 
     def poll(self) -> None:
         now = time.monotonic()
-        if now < self.next:
+        if not self.enabled or now < self.next:
             return
         self.next = now + self.period_s
         free = self.sampler.free_cores()
@@ -283,6 +285,28 @@ class ThreadGovernor:
         if want != torch.get_num_threads():
             torch.set_num_threads(want)
             self.used.add(want)
+
+
+@contextmanager
+def adaptive_threads(
+    configured: int | None, should_stop: Callable[[], bool] | None = None, adapt: bool = True
+) -> Iterator[ThreadGovernor]:
+    """Train inside the block on the threads the free cores allow (at most ``configured``), re-chosen
+    every few seconds; every :func:`~mile_ros.learning.loop.train_loop` inside also checks
+    ``should_stop``. Without ``adapt``: ``configured`` threads (None: torch's default), fixed."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(choose_threads(configured) if adapt else (configured or before))
+    governor = ThreadGovernor(configured, enabled=adapt)
+
+    def check() -> bool:
+        governor.poll()
+        return should_stop is not None and should_stop()
+
+    try:
+        with stop_when(check):
+            yield governor
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---- the update ------------------------------------------------------------------------------
@@ -318,22 +342,9 @@ def train_from_bags(
     report = build_dataset(find_bags(bags_root), spec=init.spec)
     if report.dataset is None or len(report.dataset) == 0:
         raise TrainingError(f"no usable step in the bags under {bags_root}: {report.summary()}")
-    before = torch.get_num_threads()
-    n_threads = choose_threads(threads) if adapt_threads else (threads or before)
-    torch.set_num_threads(n_threads)
-    governor = ThreadGovernor(threads) if adapt_threads else None
-
-    def check() -> bool:
-        if governor is not None:
-            governor.poll()
-        return should_stop is not None and should_stop()
-
-    try:
-        with stop_when(check):
-            result = fit_mile(report.dataset, config or MileConfig(), init=init, prior=prior_data)
-    finally:
-        torch.set_num_threads(before)
-    used = sorted(governor.used) if governor is not None else [n_threads]
+    with adaptive_threads(threads, should_stop, adapt_threads) as governor:
+        result = fit_mile(report.dataset, config or MileConfig(), init=init, prior=prior_data)
+    used = sorted(governor.used)
     ds = report.dataset
     ckpt = result.checkpoint(
         source_checkpoint=str(init_checkpoint),
