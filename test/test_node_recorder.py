@@ -81,6 +81,7 @@ def test_records_an_episode_with_metadata(recorder):
     assert result["steps"] == 40 and result["interventions"] == 5 and result["success"] is True
     read = read_bag(bag)
     assert read.complete and read.metadata["iteration"] == 0 and read.metadata["end_reason"] == "success"
+    assert read.metadata["complete"] is True and read.metadata["steps_complete"] is True
     steps = episode_steps(read)
     assert list(steps.stamps) == [p[0] for p in published]
     np.testing.assert_allclose(steps.observation, np.array([p[1] for p in published]))
@@ -171,6 +172,7 @@ def test_recorder_stopped_mid_episode_marks_its_bag_incomplete(recorder):
     read = read_bag(bag)
     assert read.complete and (bag / "metadata.yaml").is_file()  # closed: rosbag2 readers open it
     assert read.metadata["complete"] is False and "stopped before the episode ended" in read.metadata["interrupted"]
+    assert read.metadata["steps_complete"] is False  # no episode end arrived
     assert len(episode_steps(read).stamps) == 20  # every step kept
     report = build_dataset([bag])
     assert report.used == [] and [p for p, _ in report.interrupted] == [bag]

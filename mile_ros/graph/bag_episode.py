@@ -115,7 +115,10 @@ class EpisodeBagWriter:
         """
         if self.closed:
             return self.path
-        metadata = {**metadata, "complete": bool(complete)}
+        metadata = dict(metadata)
+        if "complete" in metadata:  # the recorder's "every step arrived", kept under its own name
+            metadata["steps_complete"] = metadata.pop("complete")
+        metadata["complete"] = bool(complete)
         for key, value in metadata.items():
             self.writer.set_custom_data(f"mile.{key}", json.dumps(value))
         self.writer.close()
