@@ -197,6 +197,8 @@ def test_bad_bags_are_quarantined_by_name_and_training_goes_on(tmp_path, init):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.startswith("24 steps from 2 bags;") and "skipped" not in again.stderr, again.stderr
     assert sorted(p.name for p in (bags / QUARANTINE).iterdir()) == sorted([*bad, *(f"{n}.reason.txt" for n in bad)])
+    assert [p.name for p in find_bags(bags)] == ["ep0", "ep1"]
+    assert {p.name for p in find_bags(bags, include_quarantined=True)} == {"ep0", "ep1", *bad}
 
 
 def test_nothing_left_to_train_on_or_divergence_exit_non_zero_with_a_message(tmp_path, init):

@@ -196,17 +196,23 @@ def episode_steps(bag: EpisodeBag) -> EpisodeSteps:
     )
 
 
-def find_bags(root: str | os.PathLike) -> list[Path]:
-    """Episode bag directories under ``root`` (any depth), in name order; quarantined ones are not."""
+def find_bags(root: str | os.PathLike, include_quarantined: bool = False) -> list[Path]:
+    """Episode bag directories under ``root`` (any depth), in name order.
+
+    Quarantined bags are left out unless ``include_quarantined`` (their sidecars still say which
+    episode they hold, e.g. for naming the iteration an update is for).
+    """
     root = Path(root)
     if not root.is_dir():
         raise BagDatasetError(f"bag directory {root} does not exist")
-    found = {
-        p.parent
-        for p in root.rglob("*.mcap")
-        # Hidden folders are work in progress (a reindex); quarantine holds bags already refused.
-        if not any(part == QUARANTINE or part.startswith(".") for part in p.parent.relative_to(root).parts)
-    }
+    found = set()
+    for p in root.rglob("*.mcap"):
+        parts = p.parent.relative_to(root).parts
+        if any(part.startswith(".") for part in parts):  # work in progress (a reindex)
+            continue
+        if QUARANTINE in parts and not include_quarantined:  # refused already
+            continue
+        found.add(p.parent)
     return sorted(found)
 
 
