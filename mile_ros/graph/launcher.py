@@ -5,7 +5,7 @@ as a whole: when the ``main`` node exits (its exit code is the graph's), when an
 the main one is killed by a signal (named, with the tail of its log), or on SIGINT, SIGTERM or SIGHUP
 to the launcher (:class:`GraphSignalled`). Stopping sends SIGINT, then SIGTERM, then SIGKILL; a
 second signal during the stop moves on to the next step at once. On Linux every node also gets
-SIGTERM from the kernel when the launcher dies, even by SIGKILL (``PR_SET_PDEATHSIG``).
+SIGINT from the kernel when the launcher dies, even by SIGKILL (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -99,20 +99,24 @@ _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("lin
 
 
 def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    """A preexec_fn: the kernel sends the node SIGTERM when the launcher dies, however it dies.
+    """A preexec_fn: the kernel sends the node SIGINT when the launcher dies, however it dies.
 
     Chosen over a parent-watch thread in each node: it needs no polling and no GIL (a node busy in C
     code still gets the signal), works for every node including ones we do not write, and is kept
-    across exec. SIGTERM rather than SIGKILL so rclpy shuts the node down and the recorder closes its
-    bag. The parent check closes the race of a launcher dying between fork and prctl.
+    across exec. SIGINT, the launcher's own first step, which every node handles (KeyboardInterrupt:
+    the recorder closes its bag, the session manager saves its state); not SIGKILL, which would lose
+    that, nor SIGTERM, after which the session manager and the recorder were seen still running 30 s
+    later (rclpy turns SIGTERM into a context shutdown, not an exception in the main thread). The
+    parent check closes the race of a launcher dying between fork and prctl. Linux only; elsewhere
+    nodes outlive a killed launcher.
     """
     if _prctl is None:
         return None
 
     def preexec() -> None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
         if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
 
     return preexec
 
