@@ -322,6 +322,7 @@ def train_from_bags(
     should_stop: Callable[[], bool] | None = None,
     adapt_threads: bool = True,
     meta: dict[str, Any] | None = None,
+    on_fit: Callable[[int, int], None] | None = None,
 ) -> TrainingOutcome:
     """Fit MILE on every training-mode episode under ``bags_root``, starting from ``init_checkpoint``.
 
@@ -331,7 +332,8 @@ def train_from_bags(
     loss (``MileConfig.lambda_prior``). ``threads``: the most torch threads to use (None: the
     cores); with ``adapt_threads`` fewer while other processes keep cores busy. ``should_stop`` is
     checked before every minibatch: true ends the update with :class:`TrainingInterruptedError`,
-    nothing written. ``meta`` joins the checkpoint's metadata.
+    nothing written. ``meta`` joins the checkpoint's metadata. ``on_fit(rows, threads)`` is called
+    as fitting starts.
     """
     started = time.perf_counter()
     out = Path(out)
@@ -342,7 +344,11 @@ def train_from_bags(
     report = build_dataset(find_bags(bags_root), spec=init.spec)
     if report.dataset is None or len(report.dataset) == 0:
         raise TrainingError(f"no usable step in the bags under {bags_root}: {report.summary()}")
+    if should_stop is not None and should_stop():  # reading many bags takes a while: stop before fitting
+        raise TrainingInterruptedError("stopped before fitting")
     with adaptive_threads(threads, should_stop, adapt_threads) as governor:
+        if on_fit is not None:
+            on_fit(len(report.dataset), torch.get_num_threads())
         result = fit_mile(report.dataset, config or MileConfig(), init=init, prior=prior_data)
     used = sorted(governor.used)
     ds = report.dataset

@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -77,6 +78,9 @@ class TrainerNode(Node):
         self.p = declare_parameters(self, PARAMETERS)
         self.initial = self.p["initial_checkpoint"]
         self.busy = threading.Lock()
+        # The first optimiser imports torch._dynamo (seconds on a busy machine), a stretch no stop check
+        # reaches: pay it here, not inside the first update.
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
         # Set on Ctrl-C / shutdown: the update in the executor thread stops at its next minibatch.
         self.stopping = threading.Event()
         self.context.on_shutdown(self.stopping.set)
@@ -112,7 +116,7 @@ class TrainerNode(Node):
         try:
             result = self.update()
         except TrainingInterruptedError as exc:
-            self.get_logger().warn(f"update interrupted, nothing published: {exc}")
+            self.get_logger().warning(f"update interrupted, nothing published: {exc}")
             response.success, response.message = False, f"interrupted: {exc}"
             return response
         except Exception as exc:
@@ -156,7 +160,7 @@ class TrainerNode(Node):
                     return self.reused(claim, seed)
                 before = claim.record()
                 if before.get("state") in ("training", "interrupted"):
-                    log.warn(f"update {number} was {before['state']} when its trainer stopped: training it again")
+                    log.warning(f"update {number} was {before['state']} when its trainer stopped: training it again")
                 return self.train(claim, number, iteration, seed)
 
     def train(self, claim: UpdateClaim, number: int, iteration: int | None, seed: int) -> dict:
@@ -180,6 +184,9 @@ class TrainerNode(Node):
                 prior=self.p["prior_data"] or None,
                 should_stop=self.stopping.is_set,
                 meta={"update": number, "iteration": iteration, "update_seed": seed},
+                on_fit=lambda rows, threads: self.get_logger().info(
+                    f"update {number}: fitting on {rows} steps, {threads} torch thread(s)"
+                ),
             )
         except TrainingInterruptedError as exc:
             claim.write_record(state="interrupted", reason=str(exc), **fields)
@@ -189,7 +196,7 @@ class TrainerNode(Node):
             raise
         claim.write_record(state="done", seconds=round(outcome.seconds, 2), threads=outcome.threads, **fields)
         for path, why in outcome.report.skipped:
-            self.get_logger().warn(f"skipped bag {path}: {why}")
+            self.get_logger().warning(f"skipped bag {path}: {why}")
         self.get_logger().info(f"update {number}: {outcome.report.summary()} -> {claim.path}")
         return {
             "checkpoint": str(claim.path),
