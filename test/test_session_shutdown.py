@@ -119,5 +119,5 @@ def test_a_dead_node_stops_the_graph_and_is_named(tmp_path, init):
     subprocess.run(["kill", "-9", str(victims[0])], check=True)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
-    assert "node recorder_node exited" in err
+    assert "node recorder_node was killed by SIGKILL" in err
     assert node_pids(run) == []
