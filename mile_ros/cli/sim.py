@@ -263,13 +263,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     init = initial_policy(args, run_dir)
     params = run_dir / "run_params.yaml"
-    tmp = params.with_name(f".{params.name}.tmp")  # a full disk must not leave half a file
-    tmp.write_text(yaml.safe_dump(run_params(args, run_dir, init), sort_keys=False))
-    os.replace(tmp, params)
     if args.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(args.domain_id)
     env.setdefault("ROS_DOMAIN_ID", str(pick_domain_id()))
-    network = loopback_dds_env(env, run_dir)
+    try:
+        tmp = params.with_name(f".{params.name}.tmp")  # a full disk must not leave half a file
+        tmp.write_text(yaml.safe_dump(run_params(args, run_dir, init), sort_keys=False))
+        os.replace(tmp, params)
+        network = loopback_dds_env(env, run_dir)
+    except OSError as exc:
+        say(f"mile-ros sim: cannot write to {run_dir}: {exc}")
+        return 1
     files = [args.config.resolve(), params]
     nodes = [NodeProcess(n, files) for n in NODE_GROUPS["sim"]] + [NodeProcess(SESSION_NODE, files, echo=True)]
     print(
