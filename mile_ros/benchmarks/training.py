@@ -54,7 +54,7 @@ def time_update(
     """Seconds of one ``fit_mile`` update, and the torch thread counts it ran on."""
     t0 = time.perf_counter()
     with adaptive_threads(threads, adapt=adapt) as governor:
-        fit_mile(data, config)
+        fit_mile(data, config, should_stop=governor.stop_check())
     return time.perf_counter() - t0, sorted(governor.used)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from mile_ros.learning import DatasetError, InterventionDataset, MileConfig, fit_mile, load_checkpoint
-from mile_ros.learning.loop import TrainingInterruptedError, stop_when
+from mile_ros.learning.loop import TrainingInterruptedError
 
 from .bag_dataset import BuildReport, build_dataset, find_bags
 from .bag_episode import SIDECAR
@@ -79,7 +79,8 @@ def session_iteration(bags_root: str | os.PathLike) -> int | None:
     if not root.is_dir():
         return None
     latest = None
-    for bag in find_bags(root):
+    # Quarantined bags count: their episode was recorded, so the update for its iteration is due.
+    for bag in find_bags(root, include_quarantined=True):
         if ".interrupted" in bag.name:  # set aside by the session manager, recorded again under its name
             continue
         try:
@@ -286,25 +287,26 @@ class ThreadGovernor:
             torch.set_num_threads(want)
             self.used.add(want)
 
+    def stop_check(self, should_stop: Callable[[], bool] | None = None) -> Callable[[], bool]:
+        """A ``should_stop`` for the training loop: polls the free cores, then asks ``should_stop``."""
+
+        def check() -> bool:
+            self.poll()
+            return should_stop is not None and should_stop()
+
+        return check
+
 
 @contextmanager
-def adaptive_threads(
-    configured: int | None, should_stop: Callable[[], bool] | None = None, adapt: bool = True
-) -> Iterator[ThreadGovernor]:
+def adaptive_threads(configured: int | None, adapt: bool = True) -> Iterator[ThreadGovernor]:
     """Train inside the block on the threads the free cores allow (at most ``configured``), re-chosen
-    every few seconds; every :func:`~mile_ros.learning.loop.train_loop` inside also checks
+    every few seconds when the training loop is given ``governor.stop_check(...)`` as its
     ``should_stop``. Without ``adapt``: ``configured`` threads (None: torch's default), fixed."""
     before = torch.get_num_threads()
     torch.set_num_threads(choose_threads(configured) if adapt else (configured or before))
     governor = ThreadGovernor(configured, enabled=adapt)
-
-    def check() -> bool:
-        governor.poll()
-        return should_stop is not None and should_stop()
-
     try:
-        with stop_when(check):
-            yield governor
+        yield governor
     finally:
         torch.set_num_threads(before)
 
@@ -346,10 +348,11 @@ def train_from_bags(
         raise TrainingError(f"no usable step in the bags under {bags_root}: {report.summary()}")
     if should_stop is not None and should_stop():  # reading many bags takes a while: stop before fitting
         raise TrainingInterruptedError("stopped before fitting")
-    with adaptive_threads(threads, should_stop, adapt_threads) as governor:
+    with adaptive_threads(threads, adapt_threads) as governor:
         if on_fit is not None:
             on_fit(len(report.dataset), torch.get_num_threads())
-        result = fit_mile(report.dataset, config or MileConfig(), init=init, prior=prior_data)
+        stop = governor.stop_check(should_stop)
+        result = fit_mile(report.dataset, config or MileConfig(), init=init, prior=prior_data, should_stop=stop)
     used = sorted(governor.used)
     ds = report.dataset
     ckpt = result.checkpoint(

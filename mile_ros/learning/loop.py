@@ -20,7 +20,6 @@ __all__ = [
     "TrainingDivergedError",
     "TrainingInterruptedError",
     "select_by_rollouts",
-    "stop_when",
     "train_loop",
 ]
 
@@ -77,20 +76,6 @@ class RolloutSelection:
 _SELECTION: ContextVar[RolloutSelection | None] = ContextVar("rollout_selection", default=None)
 
 
-_STOP: ContextVar[Callable[[], bool] | None] = ContextVar("should_stop", default=None)
-
-
-@contextmanager
-def stop_when(should_stop: Callable[[], bool] | None) -> Iterator[None]:
-    """Every :func:`train_loop` inside the block (called without its own ``should_stop``) checks
-    ``should_stop`` before each minibatch, for callers that reach the loop through a learner's fit."""
-    token = _STOP.set(should_stop)
-    try:
-        yield
-    finally:
-        _STOP.reset(token)
-
-
 @contextmanager
 def select_by_rollouts(selection: RolloutSelection) -> Iterator[None]:
     """Every :func:`train_loop` inside the block selects its weights by ``selection``."""
@@ -143,10 +128,9 @@ def train_loop(
     after ``patience`` epochs without improvement. ``extra_params`` (e.g. MILE's cost and probit
     scale) are trained at ``extra_lr`` (default: ``config.lr``) without weight decay.
     Inside :func:`select_by_rollouts` the weights are chosen by rollouts instead (benchmarks only).
-    ``should_stop`` (default: the one of an enclosing :func:`stop_when`) is checked before every
-    minibatch; when it returns true the loop raises :class:`TrainingInterruptedError`.
+    ``should_stop`` is checked before every minibatch; when it returns true the loop raises
+    :class:`TrainingInterruptedError`.
     """
-    should_stop = should_stop if should_stop is not None else _STOP.get()
     extra_ids = {id(p) for p in extra_params}
     seen: set[int] = set()
     params = [p for m in modules for p in m.parameters() if p.requires_grad and id(p) not in extra_ids]

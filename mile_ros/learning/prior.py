@@ -63,11 +63,20 @@ class PriorTerm:
         is_prior = idx >= self.n_record
         return idx[~is_prior], idx[is_prior] - self.n_record
 
-    def nll_sum(self, policy: PolicyNet, idx: Tensor) -> Tensor:
-        """The weighted negative log-likelihood of prior rows ``idx``, summed."""
+    def nll_sum(self, policy: PolicyNet, idx: Tensor, train_std: bool = True) -> Tensor:
+        """The weighted negative log-likelihood of prior rows ``idx``, summed.
+
+        ``train_std=False`` (Gaussian policies): the prior moves the mean only, its std is held as it
+        is. The initial policy's recipe labels its demonstrations with the expert's noise-free
+        actions, so their likelihood would shrink a learned std towards zero, well below the noise
+        of the human whose interventions the record holds.
+        """
         if len(idx) == 0:
             return self.obs.new_zeros(())
-        return -self.weight * policy.log_prob(self.obs[idx], self.actions[idx]).sum()
+        out = policy(self.obs[idx])
+        if not train_std and not policy.discrete:
+            out = (out[0], out[1].detach())
+        return -self.weight * policy.log_prob_of(out, self.actions[idx]).sum()
 
 
 def joint_rows(n_record: int, prior: PriorTerm | None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -38,6 +39,7 @@ class MileConfig(LoopConfig):
     # Weight of the prior's log-likelihood under pi_H (the demonstrations the initial policy was
     # cloned from, when the caller gives them; 1 = their exact likelihood term).
     lambda_prior: float = 1.0
+    prior_trains_std: bool = True  # False: the prior moves the policy's mean only (see PriorTerm.nll_sum)
     # Keep pi_hat_R at the initial checkpoint's: the human's belief formed on the initial policy and
     # never updated (the simulated human's, as the authors fixed it). Needs ``init``.
     freeze_mental: bool = False
@@ -143,12 +145,13 @@ def fit_mile(
     init: MileCheckpoint | None = None,
     model: MileModel | None = None,
     prior: InterventionDataset | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MileResult:
     """Fit MILE to ``dataset``; held-out episodes choose the epoch (by negative log-likelihood).
 
     ``prior``: demonstrations of the human (the initial policy's), whose log-likelihood under the
     policy joins the loss with weight ``config.lambda_prior`` (no intervention term: they were not
-    interventions).
+    interventions). ``should_stop``: checked before every minibatch (see :func:`train_loop`).
     """
     config = config or MileConfig()
     if len(dataset) == 0:
@@ -184,7 +187,7 @@ def fit_mile(
             return record_loss(idx)
         rec, pri = prior_term.split(idx)
         total = record_loss(rec) * len(rec) if len(rec) else obs.new_zeros(())
-        return (total + prior_term.nll_sum(model.policy, pri)) / len(idx)
+        return (total + prior_term.nll_sum(model.policy, pri, config.prior_trains_std)) / len(idx)
 
     val_loss = None
     if len(val):
@@ -202,6 +205,7 @@ def fit_mile(
         "MILE",
         model.scalar_parameters(),
         config.scalar_lr,
+        should_stop,
     )
     return MileResult(model, spec, config, loop, len(train), len(val))
 
