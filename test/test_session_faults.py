@@ -180,7 +180,7 @@ RUNNER = textwrap.dedent(
     burst = b"".join(b"burst line %d\\\\n" % i for i in range(int(sys.argv[1])))
     while burst:  # a write to a pipe interrupted by the signal returns short
         burst = burst[os.write(1, burst):]
-    while not stop:
+    while not stop or os.environ.get("STUBBORN"):  # STUBBORN: ignores SIGINT, as a hung node would
         time.sleep(0.05)
     if int(sys.argv[2]):  # a long line: more than the free part of the log's last page
         os.write(1, b"x" * int(sys.argv[2]) + b"\\\\n")
@@ -200,13 +200,17 @@ RUNNER = textwrap.dedent(
 )
 
 
-def start_runner(tmp_path: Path, log_dir: Path, lines: int, long_line: int = 0) -> subprocess.Popen:
+def start_runner(
+    tmp_path: Path, log_dir: Path, lines: int, long_line: int = 0, stubborn: bool = False
+) -> subprocess.Popen:
     script = tmp_path / "runner.py"
     script.write_text(RUNNER)
+    env = {k: v for k, v in os.environ.items() if k != "STUBBORN"}
     return subprocess.Popen(
         [sys.executable, str(script), str(log_dir), str(lines), str(long_line)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env={**env, "STUBBORN": "1"} if stubborn else env,
     )
 
 
@@ -236,6 +240,21 @@ def test_every_echoed_line_reaches_console_and_log(tmp_path, lines):
     expected = [f"burst line {i}" for i in range(lines)] + ["stopping now", "goodbye without newline"]
     assert console == [*expected, "RUNNER STOPPED BY SIGINT"]
     assert (logs / "talker.log").read_text().splitlines() == expected
+
+
+def test_a_second_signal_cuts_the_grace_short(tmp_path):
+    """A node that ignores SIGINT holds the stop for the 10 s grace; a second signal moves on to SIGTERM."""
+    proc = start_runner(tmp_path, tmp_path / "logs", 3, stubborn=True)
+    assert proc.stdout.readline() == b"burst line 0\n"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(2.0)
+    assert proc.poll() is None, "the launcher did not wait for its node"
+    second = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = finish(proc)
+    assert time.monotonic() - second < 4.0, "the second signal did not cut the grace short"
+    assert proc.returncode == 130, err  # the first signal is the one that stopped the graph
+    assert children_of(proc.pid) == []
 
 
 # --- item 6: a full disk does not kill the teardown -----------------------------------------------
