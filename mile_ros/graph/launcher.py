@@ -278,8 +278,10 @@ def _emit(node: NodeProcess, data: bytes) -> None:
     global _console_gone
     if not _console_gone:
         try:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
+            sys.stdout.flush()  # what was print()ed before goes first
+            view = memoryview(data)
+            while view:  # straight to the descriptor: short writes (a signal, a full pipe) are resumed here
+                view = view[os.write(sys.stdout.fileno(), view) :]
         except (OSError, ValueError):  # terminal closed (SIGHUP), stdout closed
             _console_gone = True
     if node._log_file is None or node._log_failed:
