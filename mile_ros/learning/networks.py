@@ -107,7 +107,17 @@ class GaussianMLP(PolicyNet):
     def raw_log_std(self, h: Tensor) -> Tensor:
         if self.std_mode == "state":
             return self.log_std_head(h)
-        return self.log_std.expand(*h.shape[:-1], self.act_dim)
+        return self.shared_log_std().expand(*h.shape[:-1], self.act_dim)
+
+    def shared_log_std(self) -> Tensor:
+        """The shared log-std, bounded below smoothly: a hard clamp would stop its gradient for good."""
+        return (LOG_STD_MIN + nn.functional.softplus(self.log_std - LOG_STD_MIN)).clamp(max=LOG_STD_MAX)
+
+    @torch.no_grad()
+    def set_shared_log_std(self, value: Tensor) -> None:
+        """Set the parameter so that :meth:`shared_log_std` equals ``value`` (within the bounds)."""
+        excess = (value - LOG_STD_MIN).clamp(min=1e-4)
+        self.log_std.copy_(LOG_STD_MIN + torch.log(torch.expm1(excess)))
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Return ``(mean, std)``, each of shape ``(..., act_dim)``."""
@@ -197,7 +207,7 @@ def load_policy_weights(target: PolicyNet, source: PolicyNet, obs: Tensor | None
         level = torch.zeros(target.act_dim)
         if obs is not None and len(obs):
             level = source.raw_log_std(source.features(obs)).clamp(LOG_STD_MIN, LOG_STD_MAX).mean(0)
-        target.log_std.copy_(level)
+        target.set_shared_log_std(level)
     else:
         target.log_std_head.weight.zero_()
-        target.log_std_head.bias.copy_(source.log_std)
+        target.log_std_head.bias.copy_(source.shared_log_std())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -61,6 +62,15 @@ PARAMETERS = (
         "weight of the mental-model anchor (fit to the robot's recorded actions); 0: the paper's loss",
         (0.0, 1e3),
     ),
+    Param(
+        "policy_std",
+        _DEFAULT.policy_std,
+        "Gaussian std of the policy and mental model: one per action dimension (shared) or per state",
+        choices=("shared", "state"),
+    ),
+    Param("cost_from_rate", _DEFAULT.cost_from_rate, "start c where the predicted rate is the bags' own rate"),
+    Param("learn_cost", _DEFAULT.learn_cost, "fit c by maximum likelihood"),
+    Param("learn_sigma", _DEFAULT.learn_sigma, "fit sigma by maximum likelihood"),
     Param("val_fraction", 0.0, "fraction of episodes held out: NLL reported, used by select_best", (0.0, 0.9)),
     Param("seed", 0, "base training seed: update n trains with 1000 * seed + n, as the benchmark", (0, 1_000_000)),
     Param(
@@ -89,7 +99,9 @@ class TrainerNode(Node):
 
     def config(self, update: int) -> MileConfig:
         p = self.p
-        return MileConfig(
+        # Settings without a parameter keep the benchmark's default MILE (one home: default_config).
+        return replace(
+            _DEFAULT,
             epochs=p["epochs"],
             batch_size=p["batch_size"],
             lr=p["lr"],
@@ -98,6 +110,10 @@ class TrainerNode(Node):
             cost=p["cost"],
             sigma=p["sigma"],
             lambda_mental=p["lambda_mental"],
+            policy_std=p["policy_std"],
+            cost_from_rate=p["cost_from_rate"],
+            learn_cost=p["learn_cost"],
+            learn_sigma=p["learn_sigma"],
             lambda_prior=p["lambda_prior"],
             val_fraction=p["val_fraction"],
             seed=update_seed(p["seed"], update),
