@@ -230,9 +230,13 @@ def test_cost_from_rate_starts_at_the_records_own_intervention_rate(record):
 def test_a_shared_std_started_far_too_small_reaches_the_humans_spread_within_one_update(record):
     from mile_ros.learning.trainer import build_model
 
-    config = MileConfig(**{**QUICK, "val_fraction": 0.0, "lr": 1e-4, "epochs": 60}, policy_std="shared")
+    config = MileConfig(
+        **{**QUICK, "val_fraction": 0.0, "lr": 1e-4, "epochs": 60}, policy_std="shared", std_step="scalar"
+    )
     model = build_model(record.spec, config)
-    assert {id(p) for p in model.scalar_parameters()} == {id(model.policy.log_std), id(model.mental.log_std)}
+    assert model.scalar_parameters() == []
+    stds = {id(model.policy.log_std), id(model.mental.log_std)}
+    assert {id(p) for p in model.scalar_parameters(with_stds=True)} == stds
     model.policy.set_shared_log_std(torch.full((2,), -4.0))  # as a policy cloned from noise-free labels leaves it
     result = fit_mile(record, config, model=model)
     human = record.intervention.astype(bool)
@@ -243,4 +247,4 @@ def test_a_shared_std_started_far_too_small_reaches_the_humans_spread_within_one
     # at the networks' step (1e-4) it would stay near 0.02; at its own it gets to the residuals' scale
     assert (std[0] > 0.3 * spread).all(), (std[0], spread)
     frozen = fit_mile(record, replace(config, freeze_mental=True), init=result.checkpoint())
-    assert [id(p) for p in frozen.model.scalar_parameters()] == [id(frozen.model.policy.log_std)]
+    assert [id(p) for p in frozen.model.scalar_parameters(True)] == [id(frozen.model.policy.log_std)]

@@ -107,7 +107,11 @@ def default_config(method: str, task: str | None = None, iterative: bool = False
     if method == "mile":
         (single_lr, iterative_lr), epochs, cost, sigma, hidden, anchor = _MILE[key]
         lr = iterative_lr if iterative else single_lr
-        config: Any = MileConfig(lr=lr, cost=cost, sigma=sigma, hidden=hidden, epochs=epochs, lambda_mental=anchor)
+        # One std per action dimension (docs/learning.md, "The policy's std"): a per-state std let the
+        # intervention terms be explained by the std instead of the mean (docs/results.md).
+        config: Any = MileConfig(
+            lr=lr, cost=cost, sigma=sigma, hidden=hidden, epochs=epochs, lambda_mental=anchor, policy_std="shared"
+        )
     elif method == "rlif":
         config = RLIFConfig(lr=_RLIF_LR.get(key, 3e-4), batch_size=_RLIF_BATCH.get(key, 256))
     else:

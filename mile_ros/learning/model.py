@@ -99,15 +99,14 @@ class MileModel(nn.Module):
     def set_cost(self, cost: float) -> None:
         self.raw_cost.fill_(_raw_cost(cost))
 
-    def scalar_parameters(self) -> list[nn.Parameter]:
-        """The learned ones of cost and probit scale, and the networks' shared log-stds.
+    def scalar_parameters(self, with_stds: bool = False) -> list[nn.Parameter]:
+        """The learned ones of cost and probit scale (and, ``with_stds``, the networks' shared log-stds).
 
         They take their own, larger step (``MileConfig.scalar_lr``): a handful of numbers on a log
-        scale that must reach their maximum-likelihood values within one update, where the networks'
-        weights move by small steps. A shared std starts where the initial policy's was, which a
-        policy cloned from noise-free labels leaves far below the human's noise.
+        scale that reach their maximum-likelihood values within one update, where the networks'
+        weights move by small steps.
         """
-        stds = [getattr(net, "log_std", None) for net in (self.policy, self.mental)]
+        stds = [getattr(net, "log_std", None) for net in (self.policy, self.mental)] if with_stds else []
         found = [p for p in (self.raw_cost, self.raw_sigma, *stds) if isinstance(p, nn.Parameter)]
         return [p for p in found if p.requires_grad]
 

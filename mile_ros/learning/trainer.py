@@ -33,6 +33,9 @@ class MileConfig(LoopConfig):
     mental_hidden: tuple[int, ...] | None = None  # None: same as hidden
     # Gaussian std of both networks: per state ("state") or one per action dimension ("shared").
     policy_std: str = "state"
+    # A shared std's step: the networks' ("network": it stays near the initial policy's within an
+    # update) or the scalars' ("scalar": scalar_lr, it reaches its maximum-likelihood value).
+    std_step: str = "network"
     lambda_int: float = 1.0
     lambda_policy: float = 1.0
     lambda_mental: float = 0.0  # anchor pi_hat_R to the robot's actions (not in the paper; off by default)
@@ -162,6 +165,8 @@ def fit_mile(
         raise ValueError("freeze_mental keeps the initial checkpoint's mental model: give an initial checkpoint")
     if config.policy_std not in STD_MODES:
         raise ValueError(f"policy_std must be one of {STD_MODES}, got {config.policy_std!r}")
+    if config.std_step not in ("network", "scalar"):
+        raise ValueError(f"std_step must be network or scalar, got {config.std_step!r}")
     obs, flag, human, robot = _tensors(train, config.padding)
     model = model or build_model(spec, config, init, obs)
     model.mental.requires_grad_(not config.freeze_mental)
@@ -203,7 +208,7 @@ def fit_mile(
         config,
         val_loss,
         "MILE",
-        model.scalar_parameters(),
+        model.scalar_parameters(with_stds=config.std_step == "scalar"),
         config.scalar_lr,
         should_stop,
     )
