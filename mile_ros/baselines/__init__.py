@@ -107,10 +107,20 @@ def default_config(method: str, task: str | None = None, iterative: bool = False
     if method == "mile":
         (single_lr, iterative_lr), epochs, cost, sigma, hidden, anchor = _MILE[key]
         lr = iterative_lr if iterative else single_lr
-        # One std per action dimension (docs/learning.md, "The policy's std"): a per-state std let the
-        # intervention terms be explained by the std instead of the mean (docs/results.md).
+        # One std per action dimension (docs/learning.md, "The policy's std"); c starts where the
+        # predicted rate is the record's own and c and sigma are fitted by maximum likelihood, so the
+        # table's c and sigma are only where sigma starts (docs/results.md, "MILE's policy std").
         config: Any = MileConfig(
-            lr=lr, cost=cost, sigma=sigma, hidden=hidden, epochs=epochs, lambda_mental=anchor, policy_std="shared"
+            lr=lr,
+            cost=cost,
+            sigma=sigma,
+            hidden=hidden,
+            epochs=epochs,
+            lambda_mental=anchor,
+            policy_std="shared",
+            cost_from_rate=True,
+            learn_cost=True,
+            learn_sigma=True,
         )
     elif method == "rlif":
         config = RLIFConfig(lr=_RLIF_LR.get(key, 3e-4), batch_size=_RLIF_BATCH.get(key, 256))

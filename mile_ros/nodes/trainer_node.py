@@ -54,8 +54,13 @@ PARAMETERS = (
     Param("lr", _DEFAULT.lr, "learning rate", (1e-7, 1.0)),
     Param("select_best", False, "keep the epoch with the lowest held-out NLL (else the last epoch)"),
     Param("patience", 50, "with select_best: epochs without held-out improvement before stopping", (1, 100000)),
-    Param("cost", _DEFAULT.cost, "MILE intervention cost c", (0.0, 1e6)),
-    Param("sigma", _DEFAULT.sigma, "MILE probit scale sigma", (1e-6, 1e6)),
+    Param(
+        "cost",
+        _DEFAULT.cost,
+        "MILE intervention cost c (where it starts unless cost_from_rate; fitted with learn_cost)",
+        (0.0, 1e6),
+    ),
+    Param("sigma", _DEFAULT.sigma, "MILE probit scale sigma (where it starts; fitted with learn_sigma)", (1e-6, 1e6)),
     Param(
         "lambda_mental",
         _DEFAULT.lambda_mental,
