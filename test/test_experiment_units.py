@@ -264,3 +264,47 @@ def test_quick_preset_trains_like_the_paper_and_only_measures_less():
         assert quick.overrides(method) == paper.overrides(method) == {}
     assert quick.eval_episodes < paper.eval_episodes
     assert quick.mental_rollouts == paper.mental_rollouts >= 100  # the human's belief is fit as the paper's
+
+
+def test_the_diagnosis_measures_a_policy_against_the_experts_actions_on_real_states():
+    import torch
+
+    from mile_ros.experiments.diagnose import diagnose, expert_actions
+    from mile_ros.learning import InterventionDataset, MileCheckpoint, build_policy
+    from mile_ros.sim import make_env
+    from mile_ros.sim.experts import make_expert
+
+    task = "drawer-open-v3"
+    env = make_env(task, seed=3)
+    try:
+        spec, expert = env.spec, make_expert(task, env)
+        frames = [env.reset(seed=3)]
+        rng = np.random.default_rng(0)
+        for _ in range(29):
+            frames.append(env.step(rng.uniform(-1, 1, spec.act_dim).astype(np.float32)).obs)
+    finally:
+        env.close()
+    obs = np.stack(frames).astype(np.float32)
+    n = len(obs)
+    flag = np.arange(n) % 3 == 0
+    human = np.where(flag[:, None], np.full((n, spec.act_dim), 0.5), np.nan).astype(np.float32)
+    record = InterventionDataset(
+        spec, obs, np.zeros((n, spec.act_dim), np.float32), flag, human, np.zeros(n, int), np.arange(n)
+    )
+    want = expert_actions(task, record)
+    np.testing.assert_allclose(want, np.stack([expert.act(f) for f in obs]))
+
+    torch.manual_seed(0)
+    policy = build_policy(spec.stacked_dim, spec.act_dim, False, (16,), "shared")
+    mental = build_policy(spec.stacked_dim, spec.act_dim, False, (16,), "shared")
+    with torch.no_grad():
+        policy.mean_head.bias.fill_(2.0)  # every mean component outside the [-1, 1] bounds
+    row = diagnose(MileCheckpoint(spec, policy, mental, 1.0, 1.0), record, want)
+    with torch.no_grad():
+        mean = policy(torch.from_numpy(record.stacked_observations()))[0].numpy()
+    assert row["err_all"] == pytest.approx(float(np.sqrt(np.mean((mean - want) ** 2))), rel=1e-5)
+    assert row["err_human"] == pytest.approx(float(np.sqrt(np.mean((mean[flag] - want[flag]) ** 2))), rel=1e-5)
+    assert row["out_of_bounds"] == 1.0 and row["std_min"] == row["std_max"]
+    assert 0.0 <= row["p_int_median"] <= 1.0 and 0.0 <= row["auc"] <= 1.0 and math.isfinite(row["nats_over_rate"])
+    without_model = diagnose(MileCheckpoint(spec, policy), record, want)
+    assert math.isnan(without_model["auc"]) and without_model["err_all"] == row["err_all"]
