@@ -42,6 +42,8 @@ SIM = [
     "stable-baselines3>=2.3,<3",
     "matplotlib>=3.7",
 ]
+# DDS security's keystore (mile-ros security create): keys, certificates, S/MIME signatures.
+SECURITY = ["cryptography>=42"]
 ROBOT = ["opencv-python-headless>=4.8", "pygame>=2.5,<3"]
 # torchvision 0.29.1 exists here only beside torch 2.14.1 (a 5.5 GB CUDA build that runs on CPU).
 VISION = ["torchvision==0.29.1", *ROBOT]
@@ -79,12 +81,13 @@ setup(
         "rosbags>=0.10",
     ],
     extras_require={
-        "ros": ROS,
+        "ros": ROS + SECURITY,
+        "security": SECURITY,
         "sim": SIM,
         "robot": ROBOT,
         "vision": VISION,
         "test": TEST,
-        "all": ROS + SIM + VISION + TEST,
+        "all": ROS + SECURITY + SIM + VISION + TEST,
     },
     zip_safe=True,
     maintainer="mile_ros developers",

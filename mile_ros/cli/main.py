@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "sim",  # the simulated intervention session on the ROS 2 graph
     "train",  # the trainer, once, on a directory of bags
     "doctor",  # checks a machine before a real-robot session
+    "security",  # DDS-security keystore for the session's nodes
 )
 
 
