@@ -90,6 +90,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "above 101 they run into Linux's ephemeral ports (32768 up), above 232 past 65535 (default: "
         "$ROS_DOMAIN_ID, else a random one from 1-101 that no local process is using)",
     )
+    p.add_argument(
+        "--secure",
+        type=Path,
+        metavar="KEYSTORE",
+        help="DDS security enforced: each node runs with its enclave /mile_ros/<node> from KEYSTORE "
+        "(mile-ros security create); refused, before anything starts, where the RMW cannot enforce it",
+    )
     p.set_defaults(func=run)
 
 
@@ -240,9 +247,37 @@ def validate(args: argparse.Namespace, env: dict[str, str]) -> Path:
             domain_id(env["ROS_DOMAIN_ID"])
         except argparse.ArgumentTypeError as exc:
             raise UsageError(f"ROS_DOMAIN_ID from the environment: {exc}") from None
+    if args.secure is not None:
+        check_keystore(args.secure, env)
     run_dir = args.out.resolve()
     check_run_dir(args, run_dir)
     return run_dir
+
+
+def session_nodes() -> list[str]:
+    return [*NODE_GROUPS["sim"], SESSION_NODE]
+
+
+def check_keystore(keystore: Path, env: dict[str, str]) -> None:
+    """--secure: every node's enclave is there, and a node really comes up secured with one of them.
+
+    Never falls back to running without security: a Fast DDS without the security plugins (the PyPI
+    build) is refused here with rcl's reason.
+    """
+    from mile_ros.graph.security import SecurityUnavailableError, enclave_dir, enclave_name, probe_secure_node
+
+    if not (keystore / "enclaves").is_dir():
+        raise UsageError(f"--secure {keystore}: not a keystore (no enclaves/); make one with mile-ros security create")
+    missing = [enclave_name(n) for n in session_nodes() if not (enclave_dir(keystore, n) / "permissions.p7s").is_file()]
+    if missing:
+        raise UsageError(
+            f"--secure {keystore}: no enclave {', '.join(missing)}; add them with "
+            f"mile-ros security create {keystore} --enclaves {','.join(m.rsplit('/', 1)[-1] for m in missing)}"
+        )
+    try:
+        probe_secure_node(keystore.resolve(), SESSION_NODE, env)
+    except SecurityUnavailableError as exc:
+        raise UsageError(f"--secure: {exc} Not starting the session without DDS security.") from None
 
 
 def say(text: str) -> None:
@@ -276,6 +311,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     files = [args.config.resolve(), params]
     nodes = [NodeProcess(n, files) for n in NODE_GROUPS["sim"]] + [NodeProcess(SESSION_NODE, files, echo=True)]
+    if args.secure is not None:
+        from mile_ros.graph.security import enclave_name, security_env
+
+        env.update(security_env(args.secure))
+        for n in nodes:
+            n.enclave = enclave_name(n.name)
+        network += f", DDS security enforced with {args.secure.resolve()}"
     print(
         f"starting {len(nodes)} nodes (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, {network}, logs in {run_dir / 'logs'})",
         flush=True,

@@ -73,6 +73,7 @@ class NodeProcess:
     params_files: Sequence[Path] = ()
     extra_args: Sequence[str] = ()
     echo: bool = False  # copy its output to the console too
+    enclave: str | None = None  # DDS security: its keys and permissions in ROS_SECURITY_KEYSTORE
     proc: subprocess.Popen | None = None
     log: Path | None = None
     _log_file: object = field(default=None, repr=False)
@@ -83,6 +84,8 @@ class NodeProcess:
         cmd = [sys.executable, "-m", f"mile_ros.nodes.{self.name}", "--ros-args"]
         for f in self.params_files:
             cmd += ["--params-file", str(f)]
+        if self.enclave:
+            cmd += ["--enclave", self.enclave]
         return cmd + list(self.extra_args)
 
 
