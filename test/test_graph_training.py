@@ -12,6 +12,8 @@ import time
 import pytest
 from test_graph_bags import OBS_DIM, write_episode
 
+from mile_ros.baselines import default_config
+from mile_ros.graph.bag_episode import _set_custom_data
 from mile_ros.graph.training import (
     TrainingError,
     TrainingInterruptedError,
@@ -20,8 +22,10 @@ from mile_ros.graph.training import (
     publish_exclusive,
     session_iteration,
     train_from_bags,
+    trainer_config,
 )
 from mile_ros.learning import MileCheckpoint, MileConfig, Spec, build_policy
+from mile_ros.seeds import update_seed
 
 SPEC = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
 
@@ -74,6 +78,19 @@ def test_the_iteration_comes_from_the_training_episodes_sidecars(run):
         (bags / name / "episode.json").write_text(json.dumps(meta))
     assert session_iteration(bags) == 2
     assert session_iteration(run / "nowhere") is None
+    # A crash between metadata.yaml and the sidecar: the iteration is read where the dataset reads it.
+    lost = bags / "iter_006" / "train_000"
+    write_episode(lost, 5, seed=2)
+    _set_custom_data(lost, {"mode": "train", "iteration": 6})
+    (lost / "episode.json").unlink()
+    assert session_iteration(bags) == 6
+
+
+def test_an_updates_settings_are_the_default_mile_with_the_nodes_parameters():
+    config = trainer_config({"epochs": 7, "cost": 9.0, "seed": 2, "bags_dir": "elsewhere"}, update=3)
+    default = default_config("mile", iterative=True)
+    assert config.epochs == 7 and config.cost == 9.0 and config.seed == update_seed(2, 3)
+    assert config.policy_std == default.policy_std and config.learn_sigma == default.learn_sigma
 
 
 def test_threads_follow_the_cores_actually_free():

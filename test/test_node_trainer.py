@@ -20,8 +20,8 @@ import torch
 from std_srvs.srv import Trigger
 from test_graph_bags import OBS_DIM, write_episode
 
-from mile_ros.graph.training import train_from_bags
-from mile_ros.learning import MileCheckpoint, MileConfig, Spec, build_policy, load_checkpoint
+from mile_ros.graph.training import train_from_bags, trainer_config
+from mile_ros.learning import MileCheckpoint, Spec, build_policy, load_checkpoint
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 from mile_ros.nodes.trainer_node import PARAMETERS
 from mile_ros.seeds import update_seed
@@ -208,19 +208,7 @@ def test_ctrl_c_mid_update_stops_at_once_and_the_resume_trains_it_again_alike(tm
     assert not resumed["reused"] and record(tmp_path, 1)["state"] == "done"
     defaults = {p.name: p.default for p in PARAMETERS}
     s = {**defaults, **settings_for(tmp_path, epochs=LONG_EPOCHS)}
-    config = MileConfig(
-        epochs=s["epochs"],
-        batch_size=s["batch_size"],
-        lr=s["lr"],
-        select_best=s["select_best"],
-        patience=s["patience"],
-        cost=s["cost"],
-        sigma=s["sigma"],
-        lambda_mental=s["lambda_mental"],
-        lambda_prior=s["lambda_prior"],
-        val_fraction=s["val_fraction"],
-        seed=update_seed(0, 1),
-    )
+    config = trainer_config(s, 1)  # what the node trains update 1 with
     reference = train_from_bags(tmp_path / "bags", init, tmp_path / "reference.pt", config, threads=1)
     got, want = load_checkpoint(resumed["checkpoint"]), load_checkpoint(reference.checkpoint)
     for key, value in want.policy.state_dict().items():

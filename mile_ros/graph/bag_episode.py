@@ -161,15 +161,7 @@ def read_bag(path: str | os.PathLike) -> EpisodeBag:
     path = Path(path)
     if not path.is_dir():
         raise BagError(f"bag {path} does not exist or is not a directory")
-    meta: dict[str, Any] = {}
-    sidecar = path / SIDECAR
-    if sidecar.is_file():
-        try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise BagError(f"bag {path}: sidecar {SIDECAR} is corrupt: {exc}") from exc
-    elif (path / METADATA).is_file():  # the sidecar is written just after metadata.yaml: a crash between
-        meta = _custom_data(path)
+    meta = episode_meta(path)
     files = sorted(path.glob("*.mcap"))
     if not files:
         raise BagError(f"bag {path} has no .mcap file")
@@ -184,6 +176,27 @@ def read_bag(path: str | os.PathLike) -> EpisodeBag:
     if not messages:
         raise BagError(f"bag {path} holds no readable message ({note})")
     return EpisodeBag(path, messages, meta, False, note + ("" if complete_scan else "; file ends mid-record"))
+
+
+def episode_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """A bag's episode metadata without reading its messages: the sidecar, else metadata.yaml's.
+
+    The sidecar is written just after metadata.yaml, so a crash between the two leaves only the
+    latter; neither gives {}. A corrupt sidecar raises :class:`BagError`.
+    """
+    path = Path(path)
+    sidecar = path / SIDECAR
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BagError(f"bag {path}: sidecar {SIDECAR} is corrupt: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise BagError(f"bag {path}: sidecar {SIDECAR} is not a JSON object")
+        return meta
+    if (path / METADATA).is_file():
+        return _custom_data(path)
+    return {}
 
 
 def _read_complete(path: Path) -> Iterable[BagMessage]:

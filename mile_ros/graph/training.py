@@ -9,12 +9,13 @@ checkpoint is published with ``os.link``, which fails rather than overwrite, and
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +23,13 @@ from typing import Any
 
 import torch
 
+from mile_ros.baselines import default_config
 from mile_ros.learning import DatasetError, InterventionDataset, MileConfig, fit_mile, load_checkpoint
 from mile_ros.learning.loop import TrainingInterruptedError
+from mile_ros.seeds import update_seed
 
 from .bag_dataset import BuildReport, build_dataset, find_bags
-from .bag_episode import SIDECAR
+from .bag_episode import BagError, episode_meta, interrupted_by_name
 
 __all__ = [
     "CpuSampler",
@@ -42,6 +45,7 @@ __all__ = [
     "session_iteration",
     "threads_for",
     "train_from_bags",
+    "trainer_config",
     "update_path",
 ]
 
@@ -81,13 +85,13 @@ def session_iteration(bags_root: str | os.PathLike) -> int | None:
     latest = None
     # Quarantined bags count: their episode was recorded, so the update for its iteration is due.
     for bag in find_bags(root, include_quarantined=True):
-        if ".interrupted" in bag.name:  # set aside by the session manager, recorded again under its name
+        if interrupted_by_name(bag):  # set aside by the session manager, recorded again under its name
             continue
         try:
-            meta = json.loads((bag / SIDECAR).read_text())
-        except (OSError, ValueError):
-            continue  # no sidecar (a recorder that died) or a corrupt one: the dataset reports it
-        if not isinstance(meta, dict) or meta.get("interrupted") or meta.get("mode", "train") != "train":
+            meta = episode_meta(bag)
+        except BagError:
+            continue  # a corrupt sidecar: the dataset reports it
+        if meta.get("interrupted") or meta.get("mode", "train") != "train":
             continue
         it = meta.get("iteration")
         if isinstance(it, int) and not isinstance(it, bool) and it >= 0:
@@ -309,6 +313,20 @@ def adaptive_threads(configured: int | None, adapt: bool = True) -> Iterator[Thr
         yield governor
     finally:
         torch.set_num_threads(before)
+
+
+def trainer_config(params: Mapping[str, Any], update: int) -> MileConfig:
+    """The MILE settings of update ``update`` from a trainer's parameters (the node's, by name).
+
+    Parameters named as :class:`MileConfig` fields override the benchmark's default MILE
+    (``default_config("mile", iterative=True)``, the one home of its defaults); ``seed`` is the
+    run's base seed, and the update trains with ``update_seed(seed, update)``.
+    """
+    fields = {f.name for f in dataclasses.fields(MileConfig)} - {"seed"}
+    chosen = {k: v for k, v in params.items() if k in fields}
+    return dataclasses.replace(
+        default_config("mile", iterative=True), **chosen, seed=update_seed(int(params.get("seed", 0)), update)
+    )
 
 
 # ---- the update ------------------------------------------------------------------------------

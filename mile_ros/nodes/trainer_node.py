@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,7 +21,13 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from mile_ros.baselines import default_config
-from mile_ros.graph.training import TrainingInterruptedError, UpdateClaim, session_iteration, train_from_bags
+from mile_ros.graph.training import (
+    TrainingInterruptedError,
+    UpdateClaim,
+    session_iteration,
+    train_from_bags,
+    trainer_config,
+)
 from mile_ros.learning import MileConfig, load_checkpoint
 from mile_ros.nodes.common import Param, declare_parameters, publisher
 from mile_ros.seeds import update_seed
@@ -103,26 +108,7 @@ class TrainerNode(Node):
         self.create_service(Trigger, "/trainer/train", self.on_train, callback_group=MutuallyExclusiveCallbackGroup())
 
     def config(self, update: int) -> MileConfig:
-        p = self.p
-        # Settings without a parameter keep the benchmark's default MILE (one home: default_config).
-        return replace(
-            _DEFAULT,
-            epochs=p["epochs"],
-            batch_size=p["batch_size"],
-            lr=p["lr"],
-            select_best=p["select_best"],
-            patience=p["patience"],
-            cost=p["cost"],
-            sigma=p["sigma"],
-            lambda_mental=p["lambda_mental"],
-            policy_std=p["policy_std"],
-            cost_from_rate=p["cost_from_rate"],
-            learn_cost=p["learn_cost"],
-            learn_sigma=p["learn_sigma"],
-            lambda_prior=p["lambda_prior"],
-            val_fraction=p["val_fraction"],
-            seed=update_seed(p["seed"], update),
-        )
+        return trainer_config(self.p, update)
 
     def close(self) -> None:
         """Stop an update in progress and wait (briefly) until it has cleaned up and said so."""
