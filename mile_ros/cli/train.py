@@ -3,7 +3,8 @@
 Bad data never ends in a traceback: a bag that cannot be read or whose episode never ended is named
 and left out, a bag with values that cannot be trained on is named and quarantined, and training goes
 on with the rest. Exit status 0: a new checkpoint; 2: nothing to train on or bad input (each bag named
-on stderr); 3: training diverged (no checkpoint written).
+on stderr); 3: training diverged (no checkpoint written); 4: a file could not be read or written (a full
+disk, permissions).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="MILE epochs (default 300)")
     p.add_argument("--batch-size", type=int, help="minibatch size (default 1024)")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
-    p.add_argument("--cost", type=float, help="MILE intervention cost c (default 5)")
-    p.add_argument("--sigma", type=float, help="MILE probit scale sigma (default 5)")
+    p.add_argument("--cost", type=float, help="where MILE's cost c starts (default: the bags' own rate decides)")
+    p.add_argument("--sigma", type=float, help="where MILE's probit scale sigma starts (default 5; both are fitted)")
     p.add_argument("--lambda-mental", type=float, help="mental-model anchor weight (default 1; 0: the paper's loss)")
     p.add_argument("--prior", type=Path, help="the initial policy's demonstrations (.npz), trained on too")
     p.add_argument("--lambda-prior", type=float, help="weight of the prior's log-likelihood (default 1)")
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         "lambda_prior": args.lambda_prior,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
+    if args.cost is not None:  # a cost given is where c starts, not replaced by the bags' rate
+        overrides["cost_from_rate"] = False
     config = default_config("mile", iterative=True, seed=args.seed, progress=not args.no_progress, **overrides)
     # Every bag left out is named as the dataset is built, so the names are there even if training fails.
     bag_log = logging.getLogger("mile_ros.graph.bag_dataset")
@@ -72,9 +75,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 3
-    except (TrainingError, BagDatasetError, CheckpointError, DatasetError, OSError) as exc:
+    except (TrainingError, BagDatasetError, CheckpointError, DatasetError) as exc:
         print(f"mile-ros train: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"mile-ros train: {exc}", file=sys.stderr)
+        return 4
     finally:
         bag_log.removeHandler(handler)
         bag_log.setLevel(level)

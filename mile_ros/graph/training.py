@@ -42,6 +42,7 @@ __all__ = [
     "choose_threads",
     "free_cores",
     "publish_exclusive",
+    "published_updates",
     "session_iteration",
     "threads_for",
     "train_from_bags",
@@ -70,6 +71,16 @@ class TrainingOutcome:
 
 def update_path(checkpoint_dir: str | os.PathLike, number: int) -> Path:
     return Path(checkpoint_dir) / f"update_{number:03d}.pt"
+
+
+def published_updates(checkpoint_dir: str | os.PathLike) -> dict[int, Path]:
+    """The updates published under ``checkpoint_dir``, by number (``update_NNN.pt``)."""
+    found = {}
+    for path in Path(checkpoint_dir).glob("update_[0-9]*.pt"):
+        number = path.stem.removeprefix("update_")
+        if number.isdigit():
+            found[int(number)] = path
+    return found
 
 
 def session_iteration(bags_root: str | os.PathLike) -> int | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from pathlib import Path
 
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -24,9 +23,11 @@ from mile_ros.baselines import default_config
 from mile_ros.graph.training import (
     TrainingInterruptedError,
     UpdateClaim,
+    published_updates,
     session_iteration,
     train_from_bags,
     trainer_config,
+    update_path,
 )
 from mile_ros.learning import MileConfig, load_checkpoint
 from mile_ros.nodes.common import Param, declare_parameters, publisher
@@ -146,7 +147,7 @@ class TrainerNode(Node):
         iteration = session_iteration(self.p["bags_dir"])
         if iteration is not None:
             return iteration + 1, iteration
-        existing = [int(e.stem.split("_")[1]) for e in Path(self.p["checkpoint_dir"]).glob("update_[0-9]*.pt")]
+        existing = published_updates(self.p["checkpoint_dir"])
         return max(existing, default=0) + 1, None
 
     def update(self) -> dict:
@@ -174,9 +175,9 @@ class TrainerNode(Node):
         out_dir = claim.dir
         start = self.initial
         if self.p["train_from"] == "previous":  # the newest update before this one, as the stopped run had
-            earlier = [e for e in out_dir.glob("update_[0-9]*.pt") if int(e.stem.split("_")[1]) < number]
+            earlier = [n for n in published_updates(out_dir) if n < number]
             if earlier:
-                start = str(max(earlier, key=lambda e: int(e.stem.split("_")[1])))
+                start = str(update_path(out_dir, max(earlier)))
         fields = {"iteration": iteration, "seed": seed, "start": start}
         claim.write_record(state="training", **fields)
         self.get_logger().info(f"training update {number} (iteration {iteration}, seed {seed}) from {start}")
