@@ -116,8 +116,8 @@ def test_train_help_states_the_defaults_it_uses(capsys):
         f"MILE epochs (default {d.epochs})",
         f"minibatch size (default {d.batch_size})",
         f"learning rate (default {d.lr:.0e}".replace("e-0", "e-"),
-        f"cost c (default {d.cost:g})",
-        f"sigma (default {d.sigma:g})",
+        "cost c starts (default: the bags' own rate decides)" if d.cost_from_rate else f"starts (default {d.cost:g})",
+        f"sigma starts (default {d.sigma:g}; both are fitted)",
         f"anchor weight (default {d.lambda_mental:g};",
     ):
         assert phrase in text, phrase
