@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -23,13 +24,14 @@ from rclpy.qos import (
 )
 from sensor_msgs.msg import JointState
 
-from mile_ros.graph.launcher import catch_sigint
 from mile_ros.graph.topics import TOPICS
 
 __all__ = [
     "SCHEDULING_PARAMETERS",
     "Param",
+    "StopSignal",
     "call_service",
+    "catch_stop_signals",
     "declare_parameters",
     "qos",
     "run_node",
@@ -202,6 +204,42 @@ def call_service(node: Node, client, request, timeout: float) -> Any:
     return future.result()
 
 
+class StopSignal(KeyboardInterrupt):
+    """SIGINT or SIGTERM in a node's main thread: a KeyboardInterrupt, so both take Ctrl-C's path."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _StopHandler:
+    """Raise :class:`StopSignal` in the main thread at the first stop signal; note later ones only,
+    so that a second signal (the launcher's SIGTERM after its SIGINT) cannot cut the clean-up short:
+    the recorder closing its bag, the session manager leaving its state (SIGKILL still ends it)."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.first is None:
+            self.first = signum
+            raise StopSignal(signum)
+
+
+def catch_stop_signals() -> None:
+    """SIGTERM takes SIGINT's path in this process: call before ``rclpy.init``.
+
+    rclpy's own handler turns SIGTERM into a shutdown of its context, not an exception: a main thread
+    waiting in Python (the session manager waiting for an episode's end) kept waiting, and was seen
+    running 30 s after a ``kill``. Installed first, this handler is the one rclpy's chains to (as it
+    does for SIGINT), so the executor is still woken by rclpy and the main thread gets the exception.
+    SIGINT is set too, also where it was inherited as ignored (background jobs, see ``catch_sigint``).
+    """
+    handler = _StopHandler()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 def run_node(
     factory: Callable[[], Node], args: Sequence[str] | None = None, threads: int = 1, freeze_gc: bool = False
 ) -> int:
@@ -211,7 +249,7 @@ def run_node(
     modules, the node) lives as long as the process; frozen, the collector stops rescanning it, and
     its full collections, which land on whichever message is being handled, get short.
     """
-    catch_sigint()  # the launcher stops nodes with SIGINT, also when it runs as a background job
+    catch_stop_signals()  # SIGINT and SIGTERM: KeyboardInterrupt, also when started as a background job
     rclpy.init(args=args)
     node = None
     code = 0

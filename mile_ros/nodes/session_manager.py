@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -24,7 +25,14 @@ from std_srvs.srv import SetBool, Trigger
 
 from mile_ros.graph.bag_episode import INTERRUPTED, mark_interrupted
 from mile_ros.graph.session import SessionConfig, SessionState, Task, next_task, write_metrics
-from mile_ros.nodes.common import Param, call_service, declare_parameters, publisher, subscription
+from mile_ros.nodes.common import (
+    Param,
+    call_service,
+    catch_stop_signals,
+    declare_parameters,
+    publisher,
+    subscription,
+)
 
 PARAMETERS = (
     Param("run_dir", "run", "the session's folder: bags, checkpoints, metrics; an existing one is resumed"),
@@ -254,6 +262,7 @@ class SessionManager(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    catch_stop_signals()  # SIGTERM as SIGINT: out of any wait in node.run(), state saved as it stands
     rclpy.init(args=args)
     code = 0
     node = None
@@ -264,8 +273,8 @@ def main(args: list[str] | None = None) -> int:
         executor.add_node(node)
         spinner.start()
         node.run()
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as exc:
+        code = 128 + getattr(exc, "signum", signal.SIGINT)  # 130 or 143, the shell's convention
     except Exception as exc:
         print(f"[session_manager] fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
         code = 1
