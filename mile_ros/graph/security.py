@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from mile_ros.graph.topics import CAMERA_TOPIC, RECORDED_TOPICS
+
 __all__ = [
     "ENCLAVE_PREFIX",
     "NODE_POLICIES",
@@ -82,25 +84,8 @@ class Policy:
     extra_publish: tuple[str, ...] = field(default=())  # DDS names as they are (rare)
 
 
-_RECORDED = (
-    "/robot/state",
-    "/robot/ee_pose",
-    "/robot/success",
-    "/mile/observation",
-    "/mile/proposed_action",
-    "/mile/intervention_probability",
-    "/teleop/joy",
-    "/mile/executed_action",
-    "/mile/human_action",
-    "/mile/intervention",
-    "/sim/episode_end",
-    "/robot/safety",
-    "/teleop/status",
-    "/camera/image_raw",
-    "/mile/checkpoint",
-    "/mile/active_checkpoint",
-    "/session/progress",
-)
+# The recorder reads what it records (and nothing else).
+_RECORDED = (*RECORDED_TOPICS, CAMERA_TOPIC)
 
 # Read from the nodes' code (mile_ros/nodes/*.py; topics and services in docs/interfaces.md).
 # test_security.py checks this table against what the nodes create.
@@ -167,7 +152,7 @@ NODE_POLICIES: dict[str, Policy] = {
     OPERATOR: Policy(
         subscribe=("/*",),
         calls=("/robot/home", "/robot/estop", "/robot/clear_estop", "/robot/torque"),
-        node="*",
+        node="_ros2cli_*",  # the ros2 command's nodes (_ros2cli_<pid>, its daemon _ros2cli_daemon_...)
     ),
 }
 
