@@ -26,6 +26,8 @@ from pathlib import Path
 import pytest
 
 from mile_ros.graph.security import (
+    ARM,
+    INTERBOTIX,
     NO_PLUGINS,
     NODE_POLICIES,
     OPERATOR,
@@ -165,14 +167,19 @@ def test_only_the_session_enclaves_may_command(keystore):
     assert allowed(g, "subscribe", "rq/recorder_node/set_parametersRequest") == {"recorder_node"}
     assert allowed(g, "publish", "rq/robot/torqueRequest") == {OPERATOR}
     assert allowed(g, "subscribe", "rq/robot/torqueRequest") == {"widowx_driver"}
+    # The arm's driver takes joint commands from widowx_driver (interbotix's module in its process) only.
+    assert allowed(g, "publish", "rt/wx250s/commands/joint_group") == {"widowx_driver", INTERBOTIX}
+    assert allowed(g, "subscribe", "rq/wx250s/torque_enableRequest") == {INTERBOTIX}
     assert allowed(g, "publish", "rq/robot/estopRequest") == {OPERATOR}
     # Commands reach the robot from arbitration only; the operator reads but publishes no data topic.
     assert {t for t in g[OPERATOR]["publish"] if t.startswith("rt/")} == {"rt/rosout", "rt/parameter_events"}
     assert allowed(g, "publish", "rt/some/other_topic") == set()
     for name, rules in g.items():
         wild = [t for t in rules["publish"] if any(c in t for c in "*?[")]
-        # The one pattern: the ros2 command's nodes answering their own parameter services.
-        assert all(name == OPERATOR and t.startswith("rr/_ros2cli_*/") for t in wild), f"{name} may publish {wild}"
+        # The patterns: the ros2 command's nodes answering their own parameter services, the arm's namespace.
+        arm = ("rt/wx250s/*", "rq/wx250s/*", "rr/wx250s/*")
+        ok = ("rr/_ros2cli_*/",) if name == OPERATOR else arm if name in ("widowx_driver", INTERBOTIX) else ()
+        assert all(t.startswith(ok) for t in wild) if ok else not wild, f"{name} may publish {wild}"
 
 
 def node_source(node: str) -> str:
@@ -184,20 +191,20 @@ ROBOT_ONLY = {"/camera/status", "/robot/home", "/robot/estop", "/robot/clear_est
 KNOWN = set(TOPICS) | set(SERVICES) | ROBOT_ONLY
 
 
-@pytest.mark.parametrize("node", [n for n in NODE_POLICIES if n != OPERATOR])
+@pytest.mark.parametrize("node", [n for n in NODE_POLICIES if n not in (OPERATOR, INTERBOTIX)])
 def test_policy_matches_the_node_code(node):
     """What each node's code names (topics, services) is in its enclave's policy, on the right side."""
     policy = NODE_POLICIES[node]
     src = node_source(node)
     named = {m for m in re.findall(r'"(/[a-z_]+(?:/[a-z_]+)?)"', src) if m in KNOWN}
-    granted = {*policy.publish, *policy.subscribe, *policy.serves, *policy.calls}
+    granted = {*policy.publish, *policy.subscribe, *policy.serves, *policy.calls} - {ARM}
     assert named <= granted, f"{node} names {sorted(named - granted)} which its policy does not grant"
     published = set(re.findall(r'publisher\(self, "(/[^"]+)"\)', src))
     subscribed = set(re.findall(r'subscription\(self, "(/[^"]+)"', src))
     served = set(re.findall(r'create_service\(\w+, "(/[^"]+)"', src))
     assert published <= set(policy.publish) and subscribed <= set(policy.subscribe) and served == set(policy.serves)
     if node != "recorder_node":  # the recorder's topics come from mile_ros.graph.topics
-        assert set(policy.publish) <= named, f"{node}'s policy grants topics its code does not publish"
+        assert set(policy.publish) - {ARM} <= named, f"{node}'s policy grants topics its code does not publish"
 
 
 # ---- a node started with security enforced --------------------------------------------------------

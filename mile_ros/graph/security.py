@@ -32,7 +32,9 @@ from xml.sax.saxutils import escape
 from mile_ros.graph.topics import CAMERA_TOPIC, RECORDED_TOPICS
 
 __all__ = [
+    "ARM",
     "ENCLAVE_PREFIX",
+    "INTERBOTIX",
     "NODE_POLICIES",
     "NO_PLUGINS",
     "OPERATOR",
@@ -52,6 +54,9 @@ __all__ = [
 
 ENCLAVE_PREFIX = "/mile_ros"
 OPERATOR = "operator"  # a person's shell: `ros2 topic echo`, `ros2 service call /robot/estop`
+INTERBOTIX = "interbotix"  # the arm's driver processes (xsarm_control.launch.py)
+# The arm's topics and services: interbotix's namespace is the robot model (widowx_driver's robot_model).
+ARM = "/wx250s/*"
 DOMAINS = (0, 101)  # the domain ids `mile-ros sim` accepts (DDS ports clear of Linux's ephemeral ones)
 VALIDITY_DAYS = 3650
 
@@ -134,8 +139,10 @@ NODE_POLICIES: dict[str, Policy] = {
         sets_parameters_of=("recorder_node", "metaworld_bridge", "widowx_driver", "simulated_human"),
     ),
     "widowx_driver": Policy(
-        publish=("/robot/state", "/robot/ee_pose", "/robot/safety", "/robot/success", "/sim/episode_end"),
-        subscribe=("/mile/executed_action", "/teleop/joy", "/teleop/status"),
+        # and, through interbotix_xs_modules' node in the same process, the arm's driver (ARM_TOPICS)
+        publish=("/robot/state", "/robot/ee_pose", "/robot/safety", "/robot/success", "/sim/episode_end", ARM),
+        subscribe=("/mile/executed_action", "/teleop/joy", "/teleop/status", ARM, "/tf", "/tf_static"),
+        calls=(ARM,),
         serves=(
             "/sim/reset",
             "/sim/set_running",
@@ -148,6 +155,11 @@ NODE_POLICIES: dict[str, Policy] = {
     "webcam_node": Policy(publish=("/camera/image_raw", "/camera/status")),
     "r3m_encoder": Policy(publish=("/camera/embedding",), subscribe=("/camera/image_raw",)),
     "ps3_teleop": Policy(publish=("/teleop/joy", "/teleop/status")),
+    # interbotix's own processes on the robot computer (xs_sdk, robot_state_publisher), which the
+    # secured domain would otherwise shut out: run them with --enclave /mile_ros/interbotix.
+    INTERBOTIX: Policy(
+        publish=(ARM, "/tf", "/tf_static"), subscribe=(ARM,), serves=(ARM,), node=ARM.lstrip("/")
+    ),
     # A person's tools: read everything, stop and home the arm; no commands, teleop or checkpoints.
     OPERATOR: Policy(
         subscribe=("/*",),
@@ -158,10 +170,10 @@ NODE_POLICIES: dict[str, Policy] = {
 
 
 def default_enclaves() -> list[str]:
-    """Every node of the simulated and the real-robot session, and the operator's shell."""
+    """Every node of the simulated and the real-robot session, interbotix's driver and the operator's shell."""
     from mile_ros.nodes import NODES
 
-    return [*NODES, OPERATOR]
+    return [*NODES, INTERBOTIX, OPERATOR]
 
 
 def enclave_name(node: str) -> str:
