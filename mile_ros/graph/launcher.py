@@ -108,10 +108,9 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
     code still gets the signal), works for every node including ones we do not write, and is kept
     across exec. SIGINT, the launcher's own first step, which every node handles (KeyboardInterrupt:
     the recorder closes its bag, the session manager saves its state); not SIGKILL, which would lose
-    that, nor SIGTERM, after which the session manager and the recorder were seen still running 30 s
-    later (rclpy turns SIGTERM into a context shutdown, not an exception in the main thread). The
-    parent check closes the race of a launcher dying between fork and prctl. Linux only; elsewhere
-    nodes outlive a killed launcher.
+    that. (Nodes now take SIGTERM's path as SIGINT's too, ``mile_ros.nodes.common.catch_stop_signals``;
+    SIGINT stays the first step, as ``ros2 launch`` does.) The parent check closes the race of a
+    launcher dying between fork and prctl. Linux only; elsewhere nodes outlive a killed launcher.
     """
     if _prctl is None:
         return None
