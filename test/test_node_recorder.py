@@ -176,3 +176,22 @@ def test_recorder_stopped_mid_episode_marks_its_bag_incomplete(recorder):
     assert len(episode_steps(read).stamps) == 20  # every step kept
     report = build_dataset([bag])
     assert report.used == [] and [p for p, _ in report.interrupted] == [bag]
+
+
+def test_an_episode_stopped_before_its_end_is_kept_but_never_trained_on(recorder):
+    """/recorder/stop without an episode end (the session manager's episode timeout): the bag is closed
+    with every step, and marked so the trainer leaves it out."""
+    probe, _, tmp = recorder
+    bag = tmp / "iter_000" / "train_000"
+    probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"mode": "train"})})
+    assert probe.call("/recorder/start", Trigger).success
+    for i in range(15):
+        publish_step(probe, 10**9 + i * 5 * 10**7, np.full(3, float(i)), np.zeros(4))
+        time.sleep(0.002)
+    res = stop(probe)
+    assert res.success, res.message
+    read = read_bag(bag)
+    assert read.metadata["complete"] is False and "stopped before it ended" in read.metadata["interrupted"]
+    assert len(episode_steps(read).stamps) == 15
+    report = build_dataset([bag])
+    assert report.used == [] and [p for p, _ in report.interrupted] == [bag]

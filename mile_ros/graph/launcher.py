@@ -117,8 +117,8 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 
     def preexec() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGINT)
+        if os.getppid() != parent:  # the launcher died before prctl: never exec the node
+            os._exit(1)
 
     return preexec
 

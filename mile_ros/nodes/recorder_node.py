@@ -183,8 +183,11 @@ class RecorderNode(Node):
         if not self.stats.complete():
             self.get_logger().warn(f"closing {self.writer.path} before every step arrived: {self.stats.as_dict()}")
         result = {**self.info, **self.stats.as_dict(), "bag": str(self.writer.path)}
+        ended = self.stats.end_stamp is not None
+        if not ended:  # stopped without an episode end (a timeout): kept, never trained on
+            result["interrupted"] = "the episode was stopped before it ended"
         try:
-            self.writer.close(result)
+            self.writer.close(result, complete=ended)
         except Exception as exc:
             response.success, response.message = False, f"could not close {self.writer.path}: {exc}"
             return response

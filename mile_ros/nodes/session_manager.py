@@ -244,6 +244,8 @@ class SessionManager(Node):
     def train(self, iteration: int) -> None:
         self.progress(f"iteration {iteration - 1}: training MILE on the bags so far")
         res = json.loads(self.call("/trainer/train", timeout=self.p["train_timeout_s"]).message)
+        if res.get("update") not in (None, iteration):  # the trainer read another iteration from the bags
+            raise RuntimeError(f"asked for update {iteration}, the trainer answered with update {res['update']}: {res}")
         self.state.record_checkpoint(iteration, res["checkpoint"])
         self.wait_active(res["checkpoint"], self.p["service_timeout_s"])
         rows = write_metrics(self.state, plot=False)
