@@ -53,6 +53,9 @@ QUARANTINE = "quarantine"  # bags that cannot be trained on are moved to <bag's 
 # Actions may pass their bounds by float rounding (float32 policies, the pad's scaling): this much
 # of the range is allowed; anything further is bad data.
 ACTION_TOLERANCE = 1e-3
+# No sensor the graph records (positions in metres, joint angles, image embeddings, LunarLander's
+# state) comes near this; a value beyond it is a broken message, and one such step makes training diverge.
+OBSERVATION_LIMIT = 1e6
 
 
 class BagDatasetError(ValueError):
@@ -231,6 +234,10 @@ def validate_steps(steps: EpisodeSteps, spec: Spec) -> str | None:
         bad = rows & ~np.isfinite(values).all(1)
         if bad.any():
             return _first(steps, bad, f"{name} is NaN or infinite")
+        if not is_action:
+            huge = rows & (np.abs(values) > OBSERVATION_LIMIT).any(1)
+            if huge.any():
+                return _first(steps, huge, f"{name} has a value beyond ±{OBSERVATION_LIMIT:g}")
         if is_action and low is not None and high is not None:
             slack = ACTION_TOLERANCE * (high - low)
             outside = rows & ((values < low - slack) | (values > high + slack)).any(1)
