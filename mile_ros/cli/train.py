@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDivergedError as exc:
         print(
             f"mile-ros train: training diverged, no checkpoint written: {exc} "
-            "(a bag with values far out of scale, such as an enormous observation, or a learning rate too high)",
+            "(a learning rate too high, or values far out of scale within the accepted limits)",
             file=sys.stderr,
         )
         return 3
