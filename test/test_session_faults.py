@@ -23,6 +23,8 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("metaworld")
 
+from test_session_shutdown import wait_line
+
 from mile_ros.graph.topics import TOPICS
 from mile_ros.learning import MileCheckpoint, build_policy
 from mile_ros.nodes.probe import unique_domain_id
@@ -85,19 +87,6 @@ def start_sim(run: Path, init: Path, domain: int, *extra: str) -> subprocess.Pop
     cmd = [sys.executable, "-m", "mile_ros.cli.main", "sim", *SIM_ARGS, "--out", str(run), "--init-policy", str(init)]
     cmd += ["--domain-id", str(domain), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> list[str]:
-    deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        if needle in line:
-            return seen
-    raise AssertionError(f"{needle!r} not printed; output:\n{''.join(seen)[-3000:]}")
 
 
 @pytest.fixture

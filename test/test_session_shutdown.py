@@ -6,7 +6,7 @@ import json
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
@@ -61,17 +61,23 @@ def start(run, init, domain):
     )
 
 
-def wait_line(proc, needle: str, timeout: float = 240) -> str:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"{needle!r} not printed; output:\n{''.join(seen)[-3000:]}")
+def wait_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> list[str]:
+    """The output lines up to the first holding ``needle``; a process still silent at the deadline is
+    killed, so a blocked ``readline`` ends and the test fails instead of hanging."""
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    seen: list[str] = []
+    try:
+        while True:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+            seen.append(line)
+            if needle in line:
+                return seen
+    finally:
+        watchdog.cancel()
+    raise AssertionError(f"{needle!r} not printed within {timeout} s; output:\n{''.join(seen)[-3000:]}")
 
 
 @pytest.fixture
