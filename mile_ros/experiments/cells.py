@@ -31,6 +31,7 @@ from mile_ros.learning import (
     PolicyRunner,
     RolloutSelection,
     Spec,
+    TrainingDivergedError,
     select_by_rollouts,
 )
 from mile_ros.seeds import EVAL_SEED, SELECT_SEED, collect_seed, update_seed
@@ -43,11 +44,7 @@ from .presets import ExperimentPreset, parse_method
 from .report import metric_for
 from .tasks import HumanSetup, TaskSetup, build_human, expert_demos
 
-__all__ = ["Cell", "TrainingDivergedError", "record_path", "run_cell", "train_for_cell"]
-
-
-class TrainingDivergedError(RuntimeError):
-    """A method returned a policy with NaN or infinite weights."""
+__all__ = ["Cell", "record_path", "run_cell", "train_for_cell"]
 
 
 @dataclass(frozen=True)
