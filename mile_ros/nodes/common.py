@@ -274,10 +274,9 @@ def run_node(
         from rclpy.executors import ExternalShutdownException
 
         if not isinstance(exc, ExternalShutdownException):
-            print(
-                f"[{getattr(node, 'get_name', lambda: '?')()}] fatal: {type(exc).__name__}: {exc}",
-                file=sys.stderr,
-            )
+            # A constructor that failed leaves no node to ask its name: the factory says which it was.
+            who = node.get_name() if node is not None else f"{getattr(factory, '__name__', factory)} (starting)"
+            print(f"[{who}] fatal: {type(exc).__name__}: {exc}", file=sys.stderr)
             code = 1
     finally:
         if node is not None:
