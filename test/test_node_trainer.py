@@ -160,6 +160,7 @@ def test_trainer_node_refuses_an_unknown_train_from(tmp_path):
     with trainer(tmp_path, train_from="scratch") as (_, _, node):
         assert node.proc.wait(60) != 0
         assert "train_from: 'scratch' is not one of initial, previous" in node.output()
+        assert "[TrainerNode (starting)] fatal:" in node.output()  # named, though it never came up
         assert not (tmp_path / "ckpt").exists()
 
 
