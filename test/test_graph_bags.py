@@ -71,6 +71,17 @@ def write_episode(
     return truth
 
 
+def cut_inside_last_chunk(mcap) -> None:
+    """Cut an MCAP file 30 bytes into its last chunk record, as a writer killed mid-write leaves it."""
+    data = mcap.read_bytes()
+    pos, last_chunk = 8, None  # records after the magic: opcode (1 byte), length (8 bytes), body
+    while pos + 9 <= len(data):
+        if data[pos] == 0x06:
+            last_chunk = pos
+        pos += 9 + int.from_bytes(data[pos + 1 : pos + 9], "little")
+    mcap.write_bytes(data[: last_chunk + 30])
+
+
 def test_round_trip_opens_with_rosbags(tmp_path):
     truth = write_episode(tmp_path / "ep", 12, human_steps={3, 4})
     with Reader(tmp_path / "ep") as reader:  # the plain rosbags reader opens it
@@ -126,14 +137,7 @@ def test_killed_writer_leaves_a_readable_bag(tmp_path):
     values = [m.decode().position[0] for m in bag.messages]
     assert values == [float(i) for i in range(37)]
     # A file cut in the middle of a record keeps every record before the cut.
-    mcap = next((tmp_path / "ep").glob("*.mcap"))
-    data = mcap.read_bytes()
-    pos, last_chunk = 8, None  # records after the magic: opcode (1 byte), length (8 bytes), body
-    while pos + 9 <= len(data):
-        if data[pos] == 0x06:
-            last_chunk = pos
-        pos += 9 + int.from_bytes(data[pos + 1 : pos + 9], "little")
-    mcap.write_bytes(data[: last_chunk + 30])  # the last message's chunk is cut short
+    cut_inside_last_chunk(next((tmp_path / "ep").glob("*.mcap")))
     cut = read_bag(tmp_path / "ep")
     assert [m.decode().position[0] for m in cut.messages] == [float(i) for i in range(36)]
     assert "mid-record" in cut.note

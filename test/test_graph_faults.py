@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("rclpy")  # the bags are written with rclpy's serializer
 
 from rosbags.highlevel import AnyReader
-from test_graph_bags import OBS_DIM, write_episode
+from test_graph_bags import OBS_DIM, cut_inside_last_chunk, write_episode
 
 from mile_ros.graph.bag_dataset import QUARANTINE, build_dataset, find_bags
 from mile_ros.graph.bag_episode import mark_interrupted, read_bag
@@ -112,13 +112,8 @@ def test_a_bag_cut_mid_record_becomes_a_real_rosbag2_bag(tmp_path):
     bag = tmp_path / "train_000.interrupted0"
     killed_writer(bag, 20)
     mcap = next(bag.glob("*.mcap"))
-    data = mcap.read_bytes()
-    pos, last_chunk = 8, None  # records after the magic: opcode (1 byte), length (8 bytes), body
-    while pos + 9 <= len(data):
-        if data[pos] == 0x06:
-            last_chunk = pos
-        pos += 9 + int.from_bytes(data[pos + 1 : pos + 9], "little")
-    mcap.write_bytes(data[: last_chunk + 30])  # the file ends inside the last message's chunk
+    cut_inside_last_chunk(mcap)  # the file ends inside the last message's chunk
+    cut = mcap.read_bytes()
     with pytest.raises(Exception):  # noqa: B017 - whatever rosbags raises: it cannot open this
         rosbags_messages(bag)
     recovered = read_bag(bag).messages
@@ -127,7 +122,7 @@ def test_a_bag_cut_mid_record_becomes_a_real_rosbag2_bag(tmp_path):
     note = mark_interrupted(bag, {"mode": "train"}, "recorder killed")
     assert f"{len(recovered)} messages recovered" in note and "ended mid-record" in note
     assert rosbags_messages(bag) == [(m.topic, m.log_time_ns, m.data) for m in recovered]
-    assert (bag / (mcap.name + ".truncated")).read_bytes() == data[: last_chunk + 30]
+    assert (bag / (mcap.name + ".truncated")).read_bytes() == cut
     assert sorted(p.name for p in bag.iterdir()) == sorted(
         ["episode.json", "metadata.yaml", bag.name + ".mcap", mcap.name + ".truncated"]
     )
