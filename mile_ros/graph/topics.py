@@ -54,6 +54,10 @@ TOPICS: dict[str, Topic] = {
         _t("/session/progress", "std_msgs/msg/String", "latched"),
         _t("/robot/safety", JOINT_STATE, "reliable"),
         _t("/teleop/status", "std_msgs/msg/String", "latched"),
+        # Finished bags to a trainer on another host (mile_ros.graph.bag_transfer): JSON requests, and
+        # replies of one JSON line plus the chunk's bytes.
+        _t("/recorder/bag_request", "std_msgs/msg/String", "reliable"),
+        _t("/recorder/bag_reply", "std_msgs/msg/UInt8MultiArray", "reliable"),
     )
 }
 
@@ -87,4 +91,5 @@ SERVICES: dict[str, str] = {
     "/recorder/start": "std_srvs/srv/Trigger",
     "/recorder/stop": "std_srvs/srv/Trigger",
     "/trainer/train": "std_srvs/srv/Trigger",
+    "/bag_mirror/sync": "std_srvs/srv/Trigger",
 }
