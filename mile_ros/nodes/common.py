@@ -163,10 +163,40 @@ def set_scheduling(node: Node, nice: int = 0, realtime_priority: int = 0) -> Non
         try:
             for tid in _thread_ids():
                 os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(realtime_priority))
+            # A kernel or container may accept the call and still run a thread normally, or move it
+            # back later (a watchdog demoting busy real-time tasks): read it back now and every 2 s.
+            _check_fifo()
         except (PermissionError, OSError) as exc:
-            node.get_logger().warning(
-                f"could not set real-time priority {realtime_priority} ({exc}); running with normal scheduling"
-            )
+            _warn_normal(node, realtime_priority, exc)
+            return
+        timers = []
+
+        def watch() -> None:
+            try:
+                _check_fifo()
+            except OSError as exc:
+                timers[0].cancel()
+                _warn_normal(node, realtime_priority, exc)
+
+        timers.append(node.create_timer(2.0, watch))
+
+
+def _check_fifo() -> None:
+    normal = [tid for tid in _thread_ids() if _policy(tid) not in (os.SCHED_FIFO, None)]
+    if normal:
+        raise OSError(f"the kernel has {len(normal)} thread(s) on normal scheduling")
+
+
+def _warn_normal(node: Node, priority: int, exc: BaseException) -> None:
+    node.get_logger().warning(f"could not set real-time priority {priority} ({exc}); running with normal scheduling")
+
+
+def _policy(tid: int) -> int | None:
+    """A thread's scheduling policy, or None once it has exited."""
+    try:
+        return os.sched_getscheduler(tid)
+    except ProcessLookupError:
+        return None
 
 
 def stamp_ns(msg: Any) -> int:

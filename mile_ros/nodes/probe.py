@@ -8,6 +8,7 @@ collects outputs and calls services, spinning in a background thread.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import signal
@@ -72,25 +73,49 @@ def thread_niceness(pid: int) -> dict[str, int]:
     return thread_stat(pid, 19)
 
 
+@functools.cache
 def may_use_realtime() -> bool:
     """Whether this machine lets a process take SCHED_FIFO (root, CAP_SYS_NICE or an rtprio limit)."""
     probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
     return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
-def realtime_problem(node: NodeProcess, priority: int) -> str | None:
+def thread_scheduling(pid: int) -> dict[str, tuple[int, int]]:
+    """(policy, real-time priority) of every thread of ``pid`` from the kernel's sched_getscheduler and
+    sched_getparam (authoritative; /proc's stat fields are shown beside them when they disagree)."""
+    out = {}
+    for name in thread_stat(pid, 41):
+        tid = int(name.rsplit("/", 1)[1])
+        with contextlib.suppress(ProcessLookupError):  # a thread that exited meanwhile
+            out[name] = (os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority)
+    return out
+
+
+def realtime_problem(node: NodeProcess, priority: int, settle: float = 6.0) -> str | None:
     """What is wrong with ``node``'s scheduling after asking for ``realtime_priority: priority``, or
-    None: every thread SCHED_FIFO at that priority where the machine allows it, else every thread on
-    normal scheduling and the node's warning in its output. Call once the DDS threads exist."""
-    policy = thread_stat(node.proc.pid, 41)  # SCHED_FIFO is 1, normal scheduling 0
-    if may_use_realtime():
-        prio = thread_stat(node.proc.pid, 40)
-        if set(policy.values()) != {1} or set(prio.values()) != {priority}:
-            return f"not every thread SCHED_FIFO at {priority}: policies {policy}, priorities {prio}"
-    else:
-        warned = f"could not set real-time priority {priority}" in node.output()
-        if set(policy.values()) != {0} or not warned:
-            return f"no FIFO privilege: expected normal scheduling and a warning; policies {policy}, warned {warned}"
+    None: every thread SCHED_FIFO at that priority, or (where the machine does not allow it, or the
+    kernel did not keep it) every thread on normal scheduling and the node's warning in its output.
+    Call once the DDS threads exist; it retries for ``settle`` seconds, since the node re-reads its
+    threads every 2 s and warns about a demotion that came after its start."""
+    deadline = time.monotonic() + settle
+    while (problem := _realtime_problem(node, priority)) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return problem
+
+
+def _realtime_problem(node: NodeProcess, priority: int) -> str | None:
+    sched = thread_scheduling(node.proc.pid)
+    warned = f"could not set real-time priority {priority}" in node.output()
+    fifo = {os.SCHED_FIFO}
+    proc_view = f"/proc says policies {thread_stat(node.proc.pid, 41)}, priorities {thread_stat(node.proc.pid, 40)}"
+    if warned:
+        if {policy for policy, _ in sched.values()} != {os.SCHED_OTHER}:
+            return f"the node warned but threads are not all on normal scheduling: {sched}; {proc_view}"
+        return None
+    if not may_use_realtime():
+        return f"no FIFO privilege and no warning from the node: {sched}"
+    if {policy for policy, _ in sched.values()} != fifo or {prio for _, prio in sched.values()} != {priority}:
+        return f"not every thread SCHED_FIFO at {priority} and no warning: (policy, priority) {sched}; {proc_view}"
     return None
 
 
