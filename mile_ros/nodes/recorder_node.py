@@ -8,10 +8,16 @@ button: the bag stays on disk, the dataset builder leaves it out), and answers w
 The recorder writes only under ``output_dir`` (the run's ``bags/``; read-only after start-up): a
 ``bag_path`` that resolves anywhere else (``..``, a symlink, an absolute path) is refused, when it is
 set and again when a bag is opened, whoever sets it.
+
+It also offers every finished bag to a trainer on another host (``bag_mirror`` there,
+:mod:`mile_ros.graph.bag_transfer`): a JSON request on ``/recorder/bag_request`` (``list``, or a
+``chunk`` of a file from an offset) is answered on ``/recorder/bag_reply`` with the file's size and
+SHA-256. Only finished bags under ``output_dir`` are offered, never the one being recorded.
 """
 
 from __future__ import annotations
 
+import array
 import json
 import sys
 import time
@@ -21,12 +27,14 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from mile_ros.graph.bag_episode import EpisodeBagWriter
+from mile_ros.graph.bag_transfer import BagOffer
 from mile_ros.graph.episode_stats import EpisodeStats
 from mile_ros.graph.topics import CAMERA_TOPIC, END_DISCARD, RECORDED_TOPICS, TOPICS
-from mile_ros.nodes.common import Param, declare_parameters, monotonic, stamp_ns, subscription
+from mile_ros.nodes.common import Param, declare_parameters, monotonic, publisher, stamp_ns, subscription
 
 STEP_TOPICS = (
     "/mile/executed_action",
@@ -101,6 +109,21 @@ class RecorderNode(Node):
             )
         self.create_service(Trigger, "/recorder/start", self.on_start)
         self.create_service(Trigger, "/recorder/stop", self.on_stop)
+        # Finished bags for a trainer on another host; the one being written is never offered.
+        self.offer = BagOffer(self.root, busy=lambda: self.writer.path if self.writer is not None else None)
+        self.pub_reply = publisher(self, "/recorder/bag_reply")
+        subscription(self, "/recorder/bag_request", self.on_bag_request)
+
+    def on_bag_request(self, msg: String) -> None:
+        try:
+            request = json.loads(msg.data)
+            if not isinstance(request, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            self.get_logger().warning(f"ignored a malformed bag request: {exc}")
+            return
+        # array('B') is rclpy's own type for uint8[]: assigned without a per-byte check.
+        self.pub_reply.publish(UInt8MultiArray(data=array.array("B", self.offer.answer(request))))
 
     def on_message(self, topic: str, data: bytes) -> None:
         self.received[topic] += 1
