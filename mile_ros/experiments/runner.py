@@ -12,15 +12,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .backends import Pool, make_pool
 from .cells import Cell, run_cell
 from .presets import ExperimentPreset, get_preset, parse_method
 from .tasks import HumanSetup, TaskSetup, check_human_options, prepare_human, prepare_task
@@ -183,7 +183,7 @@ def _human_job(task: str, seed: int, preset: ExperimentPreset, cache: Path, opti
     return prepare_human(task, seed, preset, cache, options)
 
 
-def _map(pool: ProcessPoolExecutor | None, fn: Callable, jobs: Iterable[tuple]) -> Iterable[tuple[tuple, Any]]:
+def _map(pool: Pool | None, fn: Callable, jobs: Iterable[tuple]) -> Iterable[tuple[tuple, Any]]:
     """Run jobs in the pool (or here), yielding (job, result) as each finishes."""
     jobs = list(jobs)
     if pool is None:
@@ -201,8 +201,19 @@ def _fmt(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO = sys.stderr) -> Path:
-    """Run (or resume) the plan; returns the CSV path. Reports progress to ``log``."""
+def run_benchmark(
+    plan: BenchmarkPlan,
+    out: Path,
+    workers: int = 2,
+    log: TextIO = sys.stderr,
+    backend: str = "process",
+    address: str | None = None,
+) -> Path:
+    """Run (or resume) the plan; returns the CSV path. Reports progress to ``log``.
+
+    ``backend``: ``process`` (a pool of ``workers`` processes here) or ``ray`` (the cluster at
+    ``address``, :mod:`mile_ros.experiments.backends`); the CSV, resume and records are the same.
+    """
     preset = get_preset(plan.preset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,8 +227,7 @@ def run_benchmark(plan: BenchmarkPlan, out: Path, workers: int = 2, log: TextIO 
     if not todo:
         return csv_path
     started = time.perf_counter()
-    ctx = multiprocessing.get_context("spawn")  # forked children of a torch process can hang
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx) if workers > 1 else None
+    pool = make_pool(backend, workers, address, out)
     try:
         tasks: dict[str, TaskSetup] = {}
         for (task, *_), setup in _map(pool, _task_job, [(t, preset, cache) for t in sorted({c.task for c in todo})]):
