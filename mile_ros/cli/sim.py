@@ -18,12 +18,25 @@ import yaml
 
 from mile_ros.nodes import NODE_GROUPS, SESSION_NODE
 
-CONFIG = Path(__file__).resolve().parents[2] / "config" / "sim.yaml"
 DOMAIN_IDS = range(0, 102)  # safe on Linux (ROS 2's "The ROS_DOMAIN_ID" guide)
 
 
 class UsageError(Exception):
     """A bad argument or run directory, found before anything is written: exit code 2."""
+
+
+def default_config() -> Path:
+    """The package's ``config/sim.yaml`` (source tree or install, :mod:`mile_ros.paths`)."""
+    from mile_ros.paths import find_data
+
+    return find_data("config", "sim.yaml")
+
+
+def __getattr__(name: str) -> Path:
+    # CONFIG: the default parameter file, looked up when asked rather than at import time.
+    if name == "CONFIG":
+        return default_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def domain_id(text: str) -> int:
@@ -72,12 +85,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="drawer-open-v3", help="Metaworld v3 task (default: drawer-open-v3)")
     p.add_argument("--iterations", type=int, default=5, help="MILE updates (default 5)")
     p.add_argument("--episodes", type=int, default=1, help="intervention episodes per iteration (default 1)")
-    p.add_argument(
-        "--eval-episodes", type=int, default=10, help="policy-alone episodes per evaluation (default 10)"
-    )
+    p.add_argument("--eval-episodes", type=int, default=10, help="policy-alone episodes per evaluation (default 10)")
     p.add_argument("--out", required=True, type=Path, help="run directory (an existing one is resumed)")
     p.add_argument("--init-policy", type=Path, help="initial MileCheckpoint (default: made for the task)")
-    p.add_argument("--config", type=Path, default=CONFIG, help=f"parameter YAML (default {CONFIG})")
+    try:
+        where = str(default_config())
+    except FileNotFoundError as exc:
+        where = f"none here: {exc}"
+    p.add_argument("--config", type=Path, help=f"parameter YAML (default: the package's config/sim.yaml, {where})")
     p.add_argument("--max-episode-steps", type=int, help="shorter episodes (default: the task's 500)")
     p.add_argument("--epochs", type=int, help="MILE epochs per update (default from the config)")
     p.add_argument("--mental-rollouts", type=int, help="rollouts for the simulated human's mental model")
@@ -230,6 +245,11 @@ def validate(args: argparse.Namespace, env: dict[str, str]) -> Path:
     """Every check that needs no writing; returns the run directory. Raises UsageError."""
     if args.iterations < 1 or args.episodes < 1 or args.eval_episodes < 0:
         raise UsageError("need --iterations >= 1, --episodes >= 1, --eval-episodes >= 0")
+    if args.config is None:
+        try:
+            args.config = default_config()
+        except FileNotFoundError as exc:
+            raise UsageError(f"no --config given and the package's config/sim.yaml is missing: {exc}") from None
     if not args.config.is_file():
         raise UsageError(f"config {args.config} does not exist")
     from mile_ros.sim.envs import valid_tasks

@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mile_ros.paths import DataNotFoundError, find_data
+
 from .topics import ACTION_NAMES
 
 __all__ = ["BUTTONS", "JoyMapping", "JoyMappingError", "default_mapping_path", "load_joy_mapping"]
 
 BUTTONS = ("takeover", "success", "failure", "discard", "home")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 class JoyMappingError(ValueError):
@@ -137,16 +138,18 @@ class JoyMapping:
 
 
 def default_mapping_path(name: str) -> Path:
-    """``config/joy_<name>.yaml`` of the source tree or the installed share directory."""
-    candidates = [CONFIG_DIR / f"joy_{name}.yaml"]
-    prefix = os.environ.get("AMENT_PREFIX_PATH", "")
-    candidates += [
-        Path(p) / "share" / "mile_ros" / "config" / f"joy_{name}.yaml" for p in prefix.split(os.pathsep) if p
-    ]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise JoyMappingError(f"no joy mapping named {name!r} (looked in {', '.join(map(str, candidates))})")
+    """``config/joy_<name>.yaml`` of the package (source tree or install: :mod:`mile_ros.paths`)."""
+    try:
+        return find_data("config", f"joy_{name}.yaml")
+    except (DataNotFoundError, ValueError) as exc:
+        raise JoyMappingError(f"no joy mapping named {name!r}: {exc}") from None
+
+
+def __getattr__(name: str) -> Path:
+    # CONFIG_DIR: the folder of the mappings found first, resolved when asked (not at import time).
+    if name == "CONFIG_DIR":
+        return default_mapping_path("ps3").parent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_joy_mapping(name_or_path: str | os.PathLike) -> JoyMapping:

@@ -3,20 +3,22 @@
 Training settings are not here: the benchmark's come from ``mile_ros.baselines.default_config``,
 the ROS trainer node's from its parameters (``config/sim.yaml``).
 
-Presets are read from the source tree's ``sim/`` folder when running from a checkout, else from the
-installed ``share/mile_ros/sim``. A Metaworld task without its own file uses ``default.yaml``.
+Presets are found through :mod:`mile_ros.paths` (the source tree's ``sim/`` folder when running
+from a checkout, else the installed ``share/mile_ros/sim``); a folder named by ``MILE_ROS_SIM_PRESETS``
+comes first. A Metaworld task without its own file uses ``default.yaml``.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mile_ros.paths import data_roots
 
 __all__ = ["PresetError", "load_preset", "preset_dirs"]
 
@@ -28,19 +30,9 @@ class PresetError(RuntimeError):
 
 
 def preset_dirs() -> list[Path]:
-    """Folders searched for presets, first match wins."""
-    dirs = []
-    if env := os.environ.get("MILE_ROS_SIM_PRESETS"):
-        dirs.append(Path(env))
-    dirs.append(Path(__file__).resolve().parents[2] / "sim")  # a source checkout
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        dirs.append(Path(get_package_share_directory("mile_ros")) / "sim")
-    except Exception:  # no ament index here, or mile_ros not installed into one
-        pass
-    dirs.append(Path(sys.prefix) / "share" / "mile_ros" / "sim")
-    return dirs
+    """Folders searched for presets, first match wins: ``$MILE_ROS_SIM_PRESETS``, then the package's."""
+    dirs = [Path(env)] if (env := os.environ.get("MILE_ROS_SIM_PRESETS")) else []
+    return dirs + [root / "sim" for root in data_roots()]
 
 
 def _find(name: str) -> Path | None:
