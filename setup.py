@@ -2,6 +2,7 @@
 
 import ast
 import os
+import sys
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -23,6 +24,28 @@ def node_names() -> list:
 
 
 NODES = node_names()
+SCRIPTS = ["mile-ros", *NODES]
+
+
+def libexec_wrappers() -> list:
+    """``lib/mile_ros/<script>`` for a wheel (``pip install .``): where ``ros2 run`` and launch_ros's
+    ``Node`` look for a package's executables. pip puts console scripts in ``<prefix>/bin`` only
+    (setup.cfg's install_scripts is colcon's), so each wrapper runs ``<prefix>/bin/<script>``, which
+    carries the right interpreter. Only for a wheel: colcon's ``setup.py install`` puts the scripts
+    themselves in lib/mile_ros, and its install_data would overwrite them with these."""
+    if "bdist_wheel" not in sys.argv:
+        return []
+    out = os.path.join("build", "libexec")
+    os.makedirs(out, exist_ok=True)
+    files = []
+    for script in SCRIPTS:
+        path = os.path.join(out, script)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f'#!/bin/sh\nexec "$(dirname "$0")/../../bin/{script}" "$@"\n')
+        os.chmod(path, 0o755)
+        files.append(path)
+    return [(f"lib/{PACKAGE}", files)]
+
 
 ROS = [
     "ros-kilted-rclpy[fastrtps]",
@@ -69,6 +92,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/sim", glob("sim/*.yaml")),
+        *libexec_wrappers(),
     ],
     python_requires=">=3.11",
     install_requires=[
