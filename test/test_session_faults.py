@@ -26,7 +26,6 @@ pytest.importorskip("metaworld")
 from test_session_shutdown import wait_line
 
 from mile_ros.graph.topics import TOPICS
-from mile_ros.learning import MileCheckpoint, build_policy
 from mile_ros.nodes.probe import unique_domain_id
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -87,16 +86,6 @@ def start_sim(run: Path, init: Path, domain: int, *extra: str) -> subprocess.Pop
     cmd = [sys.executable, "-m", "mile_ros.cli.main", "sim", *SIM_ARGS, "--out", str(run), "--init-policy", str(init)]
     cmd += ["--domain-id", str(domain), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest.fixture
-def init(tmp_path):
-    from mile_ros.sim import make_env
-
-    spec = make_env("drawer-open-v3").spec
-    path = tmp_path / "init.pt"
-    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (32, 32))).save(path)
-    return path
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("metaworld")
 
-from mile_ros.learning import MileCheckpoint, build_policy
 from mile_ros.nodes.probe import unique_domain_id
 
 
@@ -78,16 +77,6 @@ def wait_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> list
     finally:
         watchdog.cancel()
     raise AssertionError(f"{needle!r} not printed within {timeout} s; output:\n{''.join(seen)[-3000:]}")
-
-
-@pytest.fixture
-def init(tmp_path):
-    from mile_ros.sim import make_env
-
-    spec = make_env("drawer-open-v3").spec
-    path = tmp_path / "init.pt"
-    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (32, 32))).save(path)
-    return path
 
 
 def test_ctrl_c_stops_everything_and_the_run_resumes(tmp_path, init):

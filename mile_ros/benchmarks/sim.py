@@ -1,6 +1,7 @@
-"""Figures for the simulation layer: expert and initial-policy success, rollout and render speed.
+"""``mile-ros bench sim``: the simulation layer's figures: expert and initial-policy success, rollout and
+render speed, the simulated human's intervention rate.
 
-    python -m mile_ros.sim.bench --tasks drawer-open-v3 LunarLander-v3 --episodes 20
+    mile-ros bench sim --tasks drawer-open-v3 LunarLander-v3 --episodes 20
 
 prints one markdown table row per task (and the timings behind it) so that the numbers quoted in
 the docs can be reproduced. Nothing here asserts a speed; it measures and prints.
@@ -11,16 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .envs import make_env
-from .experts import Expert, make_expert
-from .human import make_simulated_human
-from .initial_policy import make_initial_policy
-from .rollout import evaluate, run_episode
+if TYPE_CHECKING:
+    from mile_ros.sim import Expert
 
 DEFAULT_TASKS = ("drawer-open-v3", "peg-insert-side-v3", "button-press-v3", "LunarLander-v3")
 
@@ -40,6 +37,8 @@ class _ExpertActor:
 
 
 def _render_fps(task: str, frames: int = 30) -> float:
+    from mile_ros.sim import make_env
+
     with make_env(task, render=True, image_size=224) as env:
         env.reset(seed=0)
         env.render()  # first frame creates the GL context
@@ -52,6 +51,7 @@ def _render_fps(task: str, frames: int = 30) -> float:
 def bench_task(task: str, episodes: int, mental_rollouts: int, human_episodes: int) -> dict[str, Any]:
     """Measure one task; returns a flat dict of figures."""
     from mile_ros.learning import PolicyRunner
+    from mile_ros.sim import evaluate, make_env, make_expert, make_initial_policy, make_simulated_human, run_episode
 
     out: dict[str, Any] = {"task": task}
     with make_env(task) as env:
@@ -105,14 +105,16 @@ HEADER = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mile_ros.sim.bench", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes (seeds 0..N-1)")
     parser.add_argument("--mental-rollouts", type=int, default=100)
     parser.add_argument("--human-episodes", type=int, default=10, help="0 skips the simulated human")
     parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """One JSON line per task as it is measured, then the markdown table of them all."""
     rows = []
     for task in args.tasks:
         r = bench_task(task, args.episodes, args.mental_rollouts, args.human_episodes)
@@ -125,7 +127,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

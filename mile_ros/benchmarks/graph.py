@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import percentiles
 
-def add_to(benches: argparse._SubParsersAction) -> None:
-    p = benches.add_parser("graph", help="node graph: control-loop rate and latencies, recorder losses")
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("part", choices=("loop", "recorder", "all"), nargs="?", default="all")
     p.add_argument(
         "--duration", type=float, default=30.0, help="seconds measured per part (issue: 300 for the recorder)"
@@ -43,14 +44,6 @@ def add_to(benches: argparse._SubParsersAction) -> None:
         help="loop part: the policy node's SCHED_FIFO priority, realtime_priority, as in config/ (40; 0: off)",
     )
     p.add_argument("--image-rate", type=float, default=30.0, help="recorder part: image rate, Hz (default 30)")
-    p.set_defaults(func=run)
-
-
-def percentiles(values_ms: list[float]) -> str:
-    if not values_ms:
-        return "no samples"
-    v = np.asarray(values_ms)
-    return f"p50 {np.percentile(v, 50):.2f} ms, p99 {np.percentile(v, 99):.2f} ms, max {v.max():.2f} ms (n={len(v)})"
 
 
 def first_seen(probe, topic: str) -> tuple[dict[int, float], dict[int, int]]:
@@ -139,6 +132,7 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
     print(
         f"  achieved {(len(times) - 1) / span:.2f} Hz over {len(times)} steps; step period {percentiles(list(periods))}"
     )
+
     # Two views of each latency. "arrivals": when the listener took each message (includes the
     # listener's own wait for a core). "sent": the DDS source timestamps of the two messages, i.e.
     # from the upstream node's publish to the downstream node's publish, with no listener in it.
@@ -207,6 +201,7 @@ def bench_recorder(args: argparse.Namespace, work: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The chosen parts, each in a temporary directory removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="mile_bench_graph_") as tmp:
         work = Path(tmp)
         if args.part in ("loop", "all"):
