@@ -14,20 +14,31 @@ running, so the places are searched in this order:
 A share directory counts only when its ``package.xml`` names mile_ros, so an unrelated ``share/``
 or an empty folder is never taken. ``python -m mile_ros.paths [KIND/NAME ...]`` prints the places
 and what is found where.
+
+An editable install (``pip install -e .``) installs no data files, so ``ros2 launch mile_ros ...``
+would not find the package. ``python -m mile_ros.paths --link-into PREFIX`` (run by
+``scripts/setup.sh``) gives PREFIX what colcon and a wheel install would: the ament index marker,
+``share/mile_ros/`` with links to the checkout's files, and ``lib/mile_ros/<script>`` links to the
+console scripts (where launch_ros's ``Node`` and ``ros2 run`` look).
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import os
 import sys
 import sysconfig
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-__all__ = ["KINDS", "PACKAGE", "DataNotFoundError", "data_roots", "find_data", "source_tree"]
+__all__ = ["KINDS", "PACKAGE", "DataNotFoundError", "data_roots", "find_data", "link_into", "source_tree"]
 
 PACKAGE = "mile_ros"
-KINDS = ("config", "sim", "launch")
+# Each kind of data and the files of it that are installed (setup.py's data_files install the same).
+PATTERNS = {"config": "*.yaml", "sim": "*.yaml", "launch": "*.launch.py"}
+KINDS = tuple(PATTERNS)
+INDEX_MARKER = Path("share", "ament_index", "resource_index", "packages", PACKAGE)
 _MODULE_DIR = Path(__file__).resolve().parent
 
 
@@ -53,7 +64,7 @@ def source_tree() -> Path | None:
 def _ament_prefixes() -> list[Path]:
     prefixes = []
     for entry in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if entry and (Path(entry) / "share" / "ament_index" / "resource_index" / "packages" / PACKAGE).is_file():
+        if entry and (Path(entry) / INDEX_MARKER).is_file():
             prefixes.append(Path(entry))
     return prefixes
 
@@ -99,13 +110,76 @@ def find_data(kind: str, name: str) -> Path:
     raise DataNotFoundError(f"{kind}/{name} not found (searched: {searched})")
 
 
+def _link(link: Path, target: Path) -> None:
+    """``link`` -> ``target``, replacing whatever is at ``link`` in one step."""
+    tmp = link.with_name(f".{link.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def console_scripts() -> list[str]:
+    """The installed distribution's console scripts (``mile-ros`` and one per node)."""
+    dist = importlib.metadata.distribution(PACKAGE)
+    return sorted(e.name for e in dist.entry_points if e.group == "console_scripts")
+
+
+def link_into(prefix: Path) -> list[Path]:
+    """Register this checkout in the ament prefix ``prefix`` with links; returns what it made.
+
+    File links, not folder links: ``ros2 launch`` lists a package's launch files with ``os.walk``,
+    which does not follow a linked folder. Links left from files since removed are dropped. The
+    scripts linked are this interpreter's (``sysconfig``'s scripts folder), as pip installed them.
+    """
+    tree = source_tree()
+    if tree is None:
+        raise RuntimeError(f"{_MODULE_DIR} is not in a checkout of {PACKAGE}: nothing to link (is it installed?)")
+    prefix = Path(prefix).absolute()
+    share = prefix / "share" / PACKAGE
+    made = []
+    for kind, pattern in PATTERNS.items():
+        folder = share / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            if old.is_symlink():
+                old.unlink()
+        for source in sorted((tree / kind).glob(pattern)):
+            _link(folder / source.name, source)
+            made.append(folder / source.name)
+    _link(share / "package.xml", tree / "package.xml")
+    marker = prefix / INDEX_MARKER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    made += [share / "package.xml", marker]
+    scripts = Path(sysconfig.get_path("scripts"))
+    lib = prefix / "lib" / PACKAGE
+    lib.mkdir(parents=True, exist_ok=True)
+    for name in console_scripts():
+        if (scripts / name).is_file():
+            _link(lib / name, scripts / name)
+            made.append(lib / name)
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the data roots, then where each ``KIND/NAME`` argument is found (exit 1 if one is not)."""
-    argv = sys.argv[1:] if argv is None else argv
+    """Print the data roots, then where each ``KIND/NAME`` argument is found (exit 1 if one is not);
+    or, with ``--link-into PREFIX``, register the checkout there."""
+    parser = argparse.ArgumentParser(prog="python -m mile_ros.paths", description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", metavar="KIND/NAME", help="e.g. config/sim.yaml")
+    parser.add_argument("--link-into", type=Path, metavar="PREFIX", help="register this checkout in PREFIX")
+    args = parser.parse_args(argv)
+    if args.link_into is not None:
+        try:
+            made = link_into(args.link_into)
+        except (RuntimeError, OSError, importlib.metadata.PackageNotFoundError) as exc:
+            print(f"mile_ros.paths: cannot link into {args.link_into}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{PACKAGE}: {len(made)} links and the ament index marker under {args.link_into}")
+        return 0
     for root in data_roots():
         print(f"root: {root}")
     status = 0
-    for arg in argv:
+    for arg in args.files:
         kind, _, name = arg.partition("/")
         try:
             print(f"{arg}: {find_data(kind, name)}")
