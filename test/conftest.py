@@ -17,6 +17,28 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _nothing_tested(config: pytest.Config, exitstatus: int) -> bool:
+    """A run that would pass but ran no test: pytest itself fails one that collects nothing (exit 5);
+    one whose every test was skipped (a missing extra, a marker expression that keeps only skipped
+    tests) tested nothing either."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if exitstatus != pytest.ExitCode.OK or reporter is None or config.option.collectonly:
+        return False
+    return not reporter.stats.get("passed") and not reporter.stats.get("xpassed")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _nothing_tested(session.config, exitstatus):
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _nothing_tested(config, exitstatus):
+        terminalreporter.write_sep(
+            "=", "every test was skipped: nothing was tested, which counts as a failure", red=True
+        )
+
+
 @pytest.fixture
 def init(tmp_path):
     """A small untrained initial policy for drawer-open-v3, as ``mile-ros sim --init-policy`` takes."""
