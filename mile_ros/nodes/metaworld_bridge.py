@@ -84,7 +84,6 @@ class MetaworldBridge(Node):
         self.core = BridgeCore(self.env, period_ns, p["max_episode_steps"])
         self.lockstep, self.render = bool(p["lockstep"]), bool(p["render"])
         self.command_timeout, self.resend_s = p["command_timeout_s"], p["resend_s"]
-        self.running = False
         self.latest_cmd: tuple[np.ndarray, float] | None = None
         self.last_publish = monotonic()
         self.pub_state = publisher(self, "/robot/state")
@@ -122,7 +121,6 @@ class MetaworldBridge(Node):
             msg.data = image.tobytes()
             self.pub_image.publish(msg)
         if out.ended:
-            self.running = False
             self.pub_end.publish(
                 vector_msg(
                     out.stamp_ns,
@@ -140,11 +138,11 @@ class MetaworldBridge(Node):
             return
         self.latest_cmd = (action, monotonic())
         cur = self.core.current
-        if self.lockstep and self.running and cur is not None and stamp_ns(msg) == cur.stamp_ns:
+        if self.lockstep and self.core.running and cur is not None and stamp_ns(msg) == cur.stamp_ns:
             self.publish(self.core.step(action))
 
     def on_timer(self) -> None:
-        if not self.running or self.core.current is None:
+        if not self.core.running or self.core.current is None:
             return
         if self.lockstep:  # a lost best-effort observation must not stall the loop
             if monotonic() - self.last_publish >= self.resend_s:
@@ -157,17 +155,17 @@ class MetaworldBridge(Node):
     def on_reset(self, request, response):
         seed = int(self.get_parameter("seed").value)
         out = self.core.reset(seed)
-        self.running = True
         self.publish(out)
         response.success, response.message = True, f"episode started (seed {seed}, stamp {out.stamp_ns})"
         return response
 
     def on_set_running(self, request, response):
-        if request.data and self.core.ended:
+        if not request.data:
+            self.core.pause()
+        elif not self.core.resume():
             response.success, response.message = False, "no episode to resume; call /sim/reset"
             return response
-        self.running = bool(request.data)
-        response.success, response.message = True, "running" if self.running else "paused"
+        response.success, response.message = True, "running" if self.core.running else "paused"
         return response
 
     def close(self) -> None:

@@ -15,6 +15,9 @@ and ``/sim/episode_end`` as the Metaworld bridge does (reasons ``success``, ``fa
 With ``hold_without_pad``, a gamepad lost mid-episode (``/teleop/status`` from ps3_teleop) ends the
 episode with reason ``pad_lost`` (so the recording says why) and the arm holds; an episode reset while
 the pad is missing homes the arm and waits, holding, until the pad is back.
+
+The episode's phases and ends are :class:`mile_ros.graph.episode.Episode`, the simulator bridge's machine;
+an episode runs from start-up, so the arm takes commands before the first reset.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
+from mile_ros.graph.episode import OPERATOR_REASONS, SUCCESS, WAITING, Episode, EpisodeEnd
 from mile_ros.graph.joy_mapping import JoyMappingError, load_joy_mapping
 from mile_ros.graph.topics import SOURCE_HOLD
 from mile_ros.nodes.common import Param, declare_parameters, publisher, subscription, vector_msg
@@ -37,8 +41,9 @@ from mile_ros.robot.backends import make_backend
 from mile_ros.robot.safety import SafetyConfig, SafetyLayer
 
 PARAMETERS = (
-    Param("backend", "interbotix",
-          "interbotix (real WidowX, or interbotix's simulated SDK) or sim (kinematic stand-in)"),
+    Param(
+        "backend", "interbotix", "interbotix (real WidowX, or interbotix's simulated SDK) or sim (kinematic stand-in)"
+    ),
     Param("robot_model", "wx250s", "interbotix robot model (WidowX 250 6-DoF: wx250s)"),
     Param("group_name", "arm", "interbotix joint group of the arm"),
     Param("gripper_name", "gripper", "interbotix gripper joint"),
@@ -59,8 +64,9 @@ PARAMETERS = (
     Param("frame_id", "base_link", "frame of /robot/ee_pose (interbotix: <robot_name>/base_link)"),
     Param("joy_mapping", "ps3", "gamepad mapping whose success/failure/discard/home buttons end episodes"),
     Param("operator_buttons", True, "end episodes and home from the pad's buttons (/teleop/joy)"),
-    Param("seed", 0, "episode seed set by the session manager (recorded; a real arm has nothing to seed)",
-          (0, 2**31 - 1)),
+    Param(
+        "seed", 0, "episode seed set by the session manager (recorded; a real arm has nothing to seed)", (0, 2**31 - 1)
+    ),
     Param("hold_without_pad", True, "end the episode (pad_lost) and hold while ps3_teleop reports no pad"),
     Param("max_episode_steps", 0, "end an episode after this many commands; 0: no limit", (0, 1000000)),
 )
@@ -71,21 +77,32 @@ class WidowXDriver(Node):
         super().__init__("widowx_driver", **node_options)
         p = declare_parameters(self, PARAMETERS)
         safety = SafetyLayer(
-            SafetyConfig(workspace_min=tuple(p["workspace_min"]), workspace_max=tuple(p["workspace_max"]),
-                         max_step_m=p["max_step_m"], max_motion_m=p["max_motion_m"],
-                         command_timeout_s=p["command_timeout_s"]),
+            SafetyConfig(
+                workspace_min=tuple(p["workspace_min"]),
+                workspace_max=tuple(p["workspace_max"]),
+                max_step_m=p["max_step_m"],
+                max_motion_m=p["max_motion_m"],
+                command_timeout_s=p["command_timeout_s"],
+            ),
             log=lambda line: self.get_logger().warning(line),
         )
         if p["backend"] == "sim":
             backend = make_backend("sim", home_position=tuple(p["sim_home"]))
         else:
-            backend = make_backend(p["backend"], robot_model=p["robot_model"], group_name=p["group_name"],
-                                   gripper_name=p["gripper_name"], moving_time=p["moving_time"],
-                                   accel_time=p["accel_time"], roll=p["ee_roll"], pitch=p["ee_pitch"],
-                                   yaw=None if p["ee_yaw_auto"] else p["ee_yaw"])
+            backend = make_backend(
+                p["backend"],
+                robot_model=p["robot_model"],
+                group_name=p["group_name"],
+                gripper_name=p["gripper_name"],
+                moving_time=p["moving_time"],
+                accel_time=p["accel_time"],
+                roll=p["ee_roll"],
+                pitch=p["ee_pitch"],
+                yaw=None if p["ee_yaw_auto"] else p["ee_yaw"],
+            )
         self.arm = SafeArm(backend, safety)
         self.frame_id = p["frame_id"]
-        self.running = True
+        self.episode = Episode(int(p["max_episode_steps"]), running=True)
         if p["home_on_start"]:
             self.arm.home()
         self.pub_state = publisher(self, "/robot/state")
@@ -93,16 +110,12 @@ class WidowXDriver(Node):
         self.pub_safety = publisher(self, "/robot/safety")
         self.pub_success = publisher(self, "/robot/success")
         self.pub_end = publisher(self, "/sim/episode_end")
-        self.max_steps = int(p["max_episode_steps"])
-        self.steps, self.success = 0, False
         self.mapping = load_joy_mapping(p["joy_mapping"])
         self.buttons_before: dict[str, bool] = {}
         subscription(self, "/mile/executed_action", self.on_command)
         if p["operator_buttons"]:
             subscription(self, "/teleop/joy", self.on_joy)
-        self.pad_connected: bool | None = None  # unknown until ps3_teleop reports (the joy node never does)
-        self.waiting_for_pad = False
-        if p["hold_without_pad"]:
+        if p["hold_without_pad"]:  # the pad is unknown until ps3_teleop reports (the joy node never does)
             subscription(self, "/teleop/status", self.on_pad_status)
         self.create_service(Trigger, "/sim/reset", self.on_reset)
         self.create_service(SetBool, "/sim/set_running", self.on_set_running)
@@ -115,16 +128,14 @@ class WidowXDriver(Node):
 
     def on_command(self, msg) -> None:
         source = f"/mile/executed_action ({msg.header.frame_id or 'unlabelled'})"
-        if msg.header.frame_id == SOURCE_HOLD or not self.running:
+        if msg.header.frame_id == SOURCE_HOLD or not self.episode.running:
             self.arm.hold()
             return
-        if self.arm.step(list(msg.position), source) is not None:
-            self.steps += 1
-            if self.max_steps and self.steps >= self.max_steps:
-                self.end_episode("time_limit")
+        if self.arm.step(list(msg.position), source) is not None:  # refused commands are no steps
+            self.finish(self.episode.step())
 
     def on_joy(self, msg) -> None:
-        for which in ("success", "failure", "discard", "home"):
+        for which in (*OPERATOR_REASONS, "home"):
             try:
                 down = self.mapping.pressed(msg.buttons, which)
             except JoyMappingError as exc:
@@ -139,8 +150,8 @@ class WidowXDriver(Node):
                     self.arm.home()
                 except PermissionError as exc:
                     self.get_logger().error(f"home button: {exc}")
-            elif self.running:
-                self.end_episode(which)
+            else:  # a real arm's return: 1 for the operator's success, else 0
+                self.finish(self.episode.end(which, reward=float(which == SUCCESS)))
 
     def on_pad_status(self, msg) -> None:
         try:
@@ -148,23 +159,24 @@ class WidowXDriver(Node):
         except (ValueError, AttributeError):
             self.get_logger().error(f"unreadable /teleop/status: {msg.data!r}")
             return
-        self.pad_connected = state == "connected"
-        if not self.pad_connected and self.running:
-            self.end_episode("pad_lost")
-        elif self.pad_connected and self.waiting_for_pad:
-            self.waiting_for_pad, self.running = False, True
+        waiting = self.episode.phase == WAITING
+        self.finish(self.episode.operator(state == "connected"))
+        if waiting and self.episode.running:
             self.get_logger().info("gamepad back: the episode starts")
 
-    def end_episode(self, reason: str) -> None:
+    def finish(self, end: EpisodeEnd | None) -> None:
         """As the bridge: success flag, /sim/episode_end (steps, success, return), then hold until reset."""
-        self.success = reason == "success"
-        self.running = False
+        if end is None:
+            return
         self.arm.hold()
         stamp = self.get_clock().now().nanoseconds
-        self.pub_success.publish(Bool(data=self.success))
-        self.pub_end.publish(vector_msg(stamp, ["steps", "success", "return"],
-                                        [self.steps, float(self.success), float(self.success)], reason))
-        self.get_logger().info(f"episode ended by {reason} after {self.steps} steps")
+        self.pub_success.publish(Bool(data=end.success))
+        self.pub_end.publish(
+            vector_msg(
+                stamp, ["steps", "success", "return"], [end.steps, float(end.success), end.episode_return], end.reason
+            )
+        )
+        self.get_logger().info(f"episode ended by {end.reason} after {end.steps} steps")
 
     def on_timer(self) -> None:
         self.arm.tick()
@@ -180,29 +192,37 @@ class WidowXDriver(Node):
         self.pub_pose.publish(pose)
         counters = self.arm.safety.counters.as_dict()
         names = [*counters, "estopped", "holding", "gripper_closed"]
-        values = [*counters.values(), float(self.arm.safety.estopped), float(self.arm.holding),
-                  float(state.gripper_closed)]
+        values = [
+            *counters.values(),
+            float(self.arm.safety.estopped),
+            float(self.arm.holding),
+            float(state.gripper_closed),
+        ]
         self.pub_safety.publish(vector_msg(stamp.nanoseconds, names, np.asarray(values, dtype=float)))
-        self.pub_success.publish(Bool(data=self.success))
+        self.pub_success.publish(Bool(data=self.episode.success))
 
     def on_reset(self, request, response):
         response = self.on_home(request, response)
         if response.success:
-            self.steps, self.success = 0, False
-            if self.pad_connected is False:
-                self.waiting_for_pad, self.running = True, False
+            if self.episode.start() == WAITING:
                 response.message = "at the home pose; the episode starts when the gamepad is back"
                 self.get_logger().error("episode reset without a gamepad: holding until it is connected")
             else:
-                self.running = True
                 response.message = "episode started at the home pose"
         return response
 
     def on_set_running(self, request, response):
-        self.running = bool(request.data)
-        if not self.running:
+        if not request.data:
+            self.episode.pause()
+        elif not self.episode.resume():  # ended: the arm holds until the next /sim/reset
+            response.success, response.message = False, "no episode to resume; call /sim/reset"
+            return response
+        if not self.episode.running:
             self.arm.hold()
-        response.success, response.message = True, "running" if self.running else "paused: the arm holds"
+        response.success = True
+        response.message = {"running": "running", "waiting": "waiting for the gamepad: the arm holds"}.get(
+            self.episode.phase, "paused: the arm holds"
+        )
         return response
 
     def on_home(self, request, response):
