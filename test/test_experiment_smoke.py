@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 METHODS = ["mile", "bc_intervention", "hg_dagger", "iwr", "sirius", "rlif"]
 TASK = "LunarLander-v3"
 

@@ -216,6 +216,7 @@ def test_nothing_left_to_train_on_or_divergence_exit_non_zero_with_a_message(tmp
     assert (bags / "ep0").is_dir() and (bags / "ep1").is_dir()  # nothing lost
 
 
+@pytest.mark.slow
 def test_a_recorder_killed_mid_episode_loses_nothing_and_is_never_trained_on(tmp_path):
     """``mile-ros sim`` with its recorder SIGKILLed during an evaluation episode, then resumed."""
     pytest.importorskip("metaworld")

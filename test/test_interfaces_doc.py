@@ -25,6 +25,8 @@ from mile_ros.learning import MileCheckpoint, Spec, build_policy  # noqa: E402
 from mile_ros.nodes import NODES  # noqa: E402
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id  # noqa: E402
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "interfaces.md"
 TYPES = {
     ParameterType.PARAMETER_BOOL: "bool",

@@ -98,6 +98,7 @@ def run(tmp_path):
 # --- item 1: any stop signal tears the whole graph down -------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_or_sighup_stops_the_whole_graph_and_says_so(run, init, sig):
     proc = start_sim(run, init, unique_domain_id())
@@ -116,6 +117,7 @@ def test_sigterm_or_sighup_stops_the_whole_graph_and_says_so(run, init, sig):
     assert (run / "logs" / "session_manager.log").is_file()
 
 
+@pytest.mark.slow
 def test_a_sigkilled_launcher_takes_its_nodes_with_it(run, init):
     proc = start_sim(run, init, unique_domain_id())
     wait_line(proc, "eval episode 0")
@@ -130,6 +132,7 @@ def test_a_sigkilled_launcher_takes_its_nodes_with_it(run, init):
     assert [e["name"] for e in state["episodes"]] == ["iter_000/eval_000"]
 
 
+@pytest.mark.slow
 def test_a_killed_session_manager_is_named_with_its_signal(run, init):
     proc = start_sim(run, init, unique_domain_id())
     wait_line(proc, "eval episode 0")
@@ -278,6 +281,7 @@ def test_a_full_disk_under_the_logs_does_not_stop_the_teardown(tmp_path):
         assert children_of(proc.pid) == []
 
 
+@pytest.mark.slow
 def test_a_session_whose_log_disk_fills_up_still_stops_cleanly(run, init):
     """The real graph with its logs on a small tmpfs that is full (the nodes' log files can be
     created, not written), then Ctrl-C."""
@@ -334,6 +338,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, init):
     assert not Path("/proc/x").exists()
 
 
+@pytest.mark.slow
 def test_a_resume_with_other_settings_changes_nothing(tmp_path, init):
     from mile_ros.graph.session import SessionConfig, SessionState
 
@@ -355,6 +360,7 @@ def test_a_resume_with_other_settings_changes_nothing(tmp_path, init):
 # --- item 8: domain ids ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_domain_ids_outside_0_to_101_are_refused(tmp_path):
     for bad in ("102", "233", "250", "-1"):
         done = sim("--out", str(tmp_path / "run"), "--domain-id", bad)
@@ -492,6 +498,7 @@ def outsider_sees(netns: str, peer: str, domain: int, seconds: float = 8.0) -> s
     return set(done.stdout.split())
 
 
+@pytest.mark.slow
 def test_a_session_is_private_to_its_host(run, init):
     domain = unique_domain_id()
     with other_host() as (netns, here):

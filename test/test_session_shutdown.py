@@ -15,6 +15,8 @@ pytest.importorskip("metaworld")
 
 from mile_ros.nodes.probe import unique_domain_id
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 
 def node_pids(run_dir, node: str = "") -> list[int]:
     """Node processes of this run (their command line names its parameter file)."""

@@ -24,6 +24,8 @@ from mile_ros.learning import BCConfig, MileCheckpoint, fit_bc, load_checkpoint,
 from mile_ros.nodes.common import stamp_ns
 from mile_ros.nodes.probe import Probe, unique_domain_id
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 TASK = "drawer-open-v3"
 STEPS = 80
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mile_ros.cli.main import main
@@ -39,6 +40,7 @@ def test_init_policy_command_refuses_unknown_task(tmp_path, capsys) -> None:
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.slow
 def test_metaworld_initial_policy_is_mediocre() -> None:
     result = make_initial_policy("drawer-open-v3", seed=0)
     lo, hi = result.checkpoint.meta["band"]
