@@ -80,6 +80,9 @@ TEST = [
     "colcon-output",
     "colcon-library-path",
     "colcon-defaults",
+    "pyarrow>=15",
+    "pandas>=2",
+    "pillow>=10",  # mile-ros export --lerobot, tested (the lerobot extra)
 ]
 
 setup(
@@ -111,6 +114,7 @@ setup(
         "robot": ROBOT,
         "vision": VISION,
         "test": TEST,
+        "lerobot": ["pyarrow>=15", "pandas>=2", "pillow>=10"],  # mile-ros export (LeRobotDataset v3.0)
         "all": ROS + SECURITY + SIM + VISION + TEST,
     },
     zip_safe=True,
