@@ -112,6 +112,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="DDS security enforced: each node runs with its enclave /mile_ros/<node> from KEYSTORE "
         "(mile-ros security create); refused, before anything starts, where the RMW cannot enforce it",
     )
+    from mile_ros.graph.foxglove_bridge import DEFAULT_HOST, DEFAULT_PORT, foxglove_port
+
+    p.add_argument(
+        "--foxglove",
+        nargs="?",
+        const=DEFAULT_PORT,
+        type=foxglove_port,
+        metavar="PORT",
+        help=f"live view: a Foxglove WebSocket server on {DEFAULT_HOST}:PORT (default {DEFAULT_PORT}) with the "
+        "session's topics, for config/foxglove_session.json (off by default; needs foxglove-sdk)",
+    )
     p.set_defaults(func=run)
 
 
@@ -269,6 +280,13 @@ def validate(args: argparse.Namespace, env: dict[str, str]) -> Path:
             raise UsageError(f"ROS_DOMAIN_ID from the environment: {exc}") from None
     if args.secure is not None:
         check_keystore(args.secure, env)
+    if args.foxglove is not None:
+        from mile_ros.graph.foxglove_bridge import check_live_view
+
+        try:
+            check_live_view(args.foxglove, secured=args.secure is not None)
+        except ValueError as exc:
+            raise UsageError(f"--foxglove: {exc}") from None
     run_dir = args.out.resolve()
     check_run_dir(args, run_dir)
     return run_dir
@@ -338,6 +356,11 @@ def run(args: argparse.Namespace) -> int:
         for n in nodes:
             n.enclave = enclave_name(n.name)
         network += f", DDS security enforced with {args.secure.resolve()}"
+    if args.foxglove is not None:  # beside the graph, not part of it: nothing waits for it
+        from mile_ros.graph.foxglove_bridge import DEFAULT_HOST, live_view_args
+
+        nodes.append(NodeProcess("foxglove_bridge", extra_args=live_view_args(args.foxglove)))
+        network += f", Foxglove live view on ws://{DEFAULT_HOST}:{args.foxglove}"
     print(
         f"starting {len(nodes)} nodes (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, {network}, logs in {run_dir / 'logs'})",
         flush=True,
