@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 SUBCOMMANDS = (
-    "bench",  # speed benchmarks: training, encoder
+    "bench",  # every speed benchmark: training, encoder, takeover, graph, sim (mile_ros.benchmarks)
     "init_policy",  # mediocre initial policies for the simulation tasks
     "experiment",  # the paper's simulation experiments: mile-ros benchmark
     "replay",  # retrain methods on a benchmark cell's saved record
