@@ -40,7 +40,8 @@ def test_lockstep_bridge_matches_the_environment(tmp_path):
             "/robot/ee_pose",
         ):
             probe.listen(t)
-        probe.wait_matched("/mile/executed_action")
+        # The node subscribes after building the task: 30 s and more on two cores shared with other runs.
+        probe.wait_matched("/mile/executed_action", timeout=120)
         res = probe.call("/sim/reset", Trigger, timeout=60)
         assert res.success, res.message
         states = probe.wait_count("/robot/state", 1)
