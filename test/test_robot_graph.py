@@ -24,9 +24,9 @@ def test_takeover_moves_the_arm_through_the_whole_graph(tmp_path):
 
     from mile_ros.graph.joy_mapping import load_joy_mapping
     from mile_ros.nodes.common import qos, stamp_ns
-    from mile_ros.nodes.ps3_teleop import run_with_virtual_pad
     from mile_ros.robot.initial_policy import still_policy_checkpoint
     from mile_ros.robot.r3m import save_random_r3m_checkpoint
+    from mile_ros.testing.virtual_pad import run_with_virtual_pad
 
     video = tmp_path / "scene.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))

@@ -174,7 +174,7 @@ class Listener:
 
 @pytest.fixture
 def teleop_process():
-    from mile_ros.nodes.ps3_teleop import run_with_virtual_pad
+    from mile_ros.testing.virtual_pad import run_with_virtual_pad
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     domain_id = os.getpid() % 100 + 120

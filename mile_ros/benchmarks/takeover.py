@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from mile_ros.graph.joy_mapping import load_joy_mapping
     from mile_ros.graph.topics import ACTION_NAMES
     from mile_ros.nodes.common import qos, vector_msg
-    from mile_ros.nodes.ps3_teleop import run_with_virtual_pad
+    from mile_ros.testing.virtual_pad import run_with_virtual_pad
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     domain_id = os.getpid() % 100 + 120

@@ -1,0 +1,1 @@
+"""Tooling for tests, benchmarks and demos without hardware; no node's runtime imports it."""
