@@ -1,0 +1,1 @@
+"""The operator's screen: what a person running a session sees (ROS-free state and its ``rich`` view)."""
