@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "train",  # the trainer, once, on a directory of bags
     "doctor",  # checks a machine before a real-robot session
     "security",  # DDS-security keystore for the session's nodes
+    "screen",  # the operator's terminal view of a running session
     "export",  # episode bags as a LeRobotDataset, and LeRobot datasets back as training data
     "bags",  # mile-ros bags info|check|repair: what each episode bag holds, what is wrong, the fix
 )
