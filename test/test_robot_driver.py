@@ -184,6 +184,10 @@ def test_operator_buttons_end_episodes(driver):
     np.testing.assert_array_equal(h.position(), where)
     press("failure")  # no episode running: no second end
     assert len(h.ends) == 1
+    answer = h.call(h.running, h.SetBool.Request(data=True))  # ended: no resuming, as the bridge
+    assert not answer.success and "no episode to resume" in answer.message
+    h.command([1.0, 0, 0, 0])
+    np.testing.assert_array_equal(h.position(), where)
 
     assert h.call(h.reset, h.Trigger.Request()).success
     h.spin_until(lambda: not h.successes[-1], what="/robot/success false after reset")
