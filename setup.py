@@ -23,7 +23,7 @@ def node_names() -> list:
     raise RuntimeError(f"{source} defines no NODE_GROUPS literal")
 
 
-NODES = node_names()
+NODES = [*node_names(), "bag_mirror"]  # + the trainer host's bag mirror (docs/real-robot.md, section 8)
 SCRIPTS = ["mile-ros", *NODES]
 
 
@@ -55,6 +55,7 @@ ROS = [
     "ros-kilted-std-srvs",
     "ros-kilted-rosgraph-msgs",
     "ros-kilted-builtin-interfaces",
+    "rich>=13",  # mile-ros screen, the operator's terminal view
 ]
 SIM = [
     "metaworld==3.1.1",
