@@ -30,13 +30,13 @@ class FoxgloveBridge(Node):
         import foxglove
 
         # A context of its own: nothing else in the process logs to this server by accident.
-        self.context = foxglove.Context()
-        self.server = foxglove.start_server(name="mile_ros", host=p["host"], port=p["port"], context=self.context)
+        self.fox = foxglove.Context()
+        self.server = foxglove.start_server(name="mile_ros", host=p["host"], port=p["port"], context=self.fox)
         self.channels = {}
         for spec in channel_specs():
             schema = foxglove.Schema(name=spec.schema_name, encoding=spec.schema_encoding, data=spec.schema)
             channel = foxglove.Channel(
-                spec.topic, schema=schema, message_encoding=spec.message_encoding, context=self.context
+                spec.topic, schema=schema, message_encoding=spec.message_encoding, context=self.fox
             )
             self.channels[spec.topic] = channel
             subscription(self, spec.topic, channel.log, raw=True, depth=int(p["queue_depth"]))
