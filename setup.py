@@ -84,6 +84,9 @@ TEST = [
     "pyarrow>=15",
     "pandas>=2",
     "pillow>=10",  # mile-ros export --lerobot, tested (the lerobot extra)
+    "foxglove-sdk>=0.30",  # mile-ros sim --foxglove (the foxglove extra) and, beside it, the tests' client
+    "websockets>=13",
+    "ray>=2.40,<3",  # mile-ros benchmark --backend ray, tested on a local head (the ray extra)
 ]
 
 setup(
@@ -94,7 +97,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.json")),
         (f"share/{PACKAGE}/sim", glob("sim/*.yaml")),
         *libexec_wrappers(),
     ],
@@ -116,6 +119,8 @@ setup(
         "vision": VISION,
         "test": TEST,
         "lerobot": ["pyarrow>=15", "pandas>=2", "pillow>=10"],  # mile-ros export (LeRobotDataset v3.0)
+        "foxglove": ["foxglove-sdk>=0.30"],  # mile-ros sim --foxglove: the live view
+        "ray": ["ray>=2.40,<3"],  # mile-ros benchmark --backend ray
         "all": ROS + SECURITY + SIM + VISION + TEST,
     },
     zip_safe=True,
