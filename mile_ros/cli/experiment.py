@@ -64,6 +64,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--select-every", type=int, default=50, metavar="EPOCHS", help="epochs between candidates")
     p.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary, plots, cache)")
     p.add_argument("--workers", type=int, default=2, help="processes (1: run here)")
+    p.add_argument(
+        "--backend",
+        choices=("process", "ray"),
+        default="process",
+        help="where the cells run: process (--workers processes here, the default) or ray (one CPU per cell on an"
+        " existing Ray cluster, whose nodes must all see --out at the same path)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="--backend ray: the cluster's head, HOST:PORT or ray://HOST:PORT (default: $RAY_ADDRESS, else the"
+        " cluster that `ray start --head` started on this machine)",
+    )
     p.add_argument("--report-only", action="store_true", help="only rewrite the summary and plots from the CSV")
     p.set_defaults(func=run)
 
@@ -94,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
         _, human = parse_method(f"human@{args.human}")
         if args.iterations < 1 or args.episodes < 1 or args.workers < 1:
             raise ValueError("--iterations, --episodes and --workers must be at least 1")
+        if args.address and args.backend != "ray":
+            raise ValueError("--address is the Ray cluster's: use it with --backend ray")
+        if args.backend == "ray" and not args.report_only:
+            from mile_ros.experiments.backends import connect_ray
+
+            connect_ray(args.address)  # no cluster there: refused before anything is written
     except ValueError as exc:
         print(f"mile-ros benchmark: {exc}", file=sys.stderr)
         return 2
@@ -122,7 +141,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:  # a bad plan, or settings unlike the stored run's: nothing runs
             print(f"mile-ros benchmark: {exc}", file=sys.stderr)
             return 2
-        csv_path = run_benchmark(plan, args.out, args.workers)
+        from mile_ros.experiments.backends import RayUnavailableError
+
+        try:
+            csv_path = run_benchmark(plan, args.out, args.workers, backend=args.backend, address=args.address)
+        except RayUnavailableError as exc:  # e.g. --out not shared with the cluster's nodes
+            print(f"mile-ros benchmark: {exc}", file=sys.stderr)
+            return 2
     if not csv_path.is_file():
         print(f"mile-ros benchmark: no results in {csv_path}", file=sys.stderr)
         return 1
