@@ -266,3 +266,85 @@ def test_export_bench_prints_size_and_time_per_thousand_steps(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "600 steps in 2 episodes" in out and "per 1,000 steps" in out
     assert time.monotonic() - started < 300
+
+
+@pytest.mark.slow
+def test_a_bag_the_recorder_node_recorded_exports_and_loads(tmp_path, lerobot_python):
+    """The recorder node in its own process over DDS, with the camera, then `bags info`, the export, LeRobot."""
+    from sensor_msgs.msg import Image
+    from std_srvs.srv import Trigger
+
+    from mile_ros.graph.topics import ACTION_NAMES
+    from mile_ros.nodes.common import to_time, vector_msg
+    from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
+
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    node = NodeProcess(
+        "recorder_node", domain, {"output_dir": str(tmp_path), "drain_s": 1.0, "record_camera": True}, tmp_path
+    )
+    bag = tmp_path / "bags" / "iter_000" / "train_000"
+    rng = np.random.default_rng(7)
+    published = []
+    try:
+        for topic in ("/mile/observation", "/mile/executed_action", "/camera/image_raw", "/sim/episode_end"):
+            probe.wait_matched(topic)
+        info = json.dumps({"iteration": 0, "mode": "train", "episode": 0, "task": "drawer-open-v3"})
+        probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": info})
+        assert probe.call("/recorder/start", Trigger).success
+        for i in range(25):
+            stamp = 10**9 + i * 50_000_000
+            obs, robot = rng.normal(size=OBS_DIM), rng.uniform(-1, 1, 4)
+            human = rng.uniform(-1, 1, 4) if 8 <= i < 12 else None
+            img = image_at(i)
+            msg = Image(height=16, width=16, encoding="rgb8", step=48)
+            msg.header.stamp, msg.header.frame_id = to_time(stamp), "camera"
+            msg.data = img.tobytes()
+            probe.publish("/camera/image_raw", msg)
+            probe.publish("/mile/observation", vector_msg(stamp, [f"obs_{k}" for k in range(OBS_DIM)], obs))
+            probe.publish("/mile/proposed_action", vector_msg(stamp, ACTION_NAMES, robot))
+            executed = robot if human is None else human
+            source = "robot" if human is None else "human"
+            probe.publish("/mile/executed_action", vector_msg(stamp, ACTION_NAMES, executed, source))
+            if human is not None:
+                probe.publish("/mile/human_action", vector_msg(stamp, ACTION_NAMES, human, "human"))
+            published.append((obs, robot, executed, human is not None))
+            time.sleep(0.01)  # the camera is best effort, as from a real camera: give it room
+        end = 10**9 + 25 * 50_000_000
+        names = ["steps", "success", "return", "duration_s"]
+        probe.publish("/sim/episode_end", vector_msg(end, names, [25, 1.0, 0.0, 25 * 0.05], "success"))
+        deadline = time.monotonic() + 30
+        while not (res := probe.call("/recorder/stop", Trigger)).success and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert res.success, res.message
+    finally:
+        node.stop()
+        probe.close()
+    rows = json.loads(bags_json(tmp_path / "bags"))
+    assert [(r["state"], r["steps"], r["interventions"], r["success"]) for r in rows] == [("ok", 25, 4, True)]
+    assert rows[0]["topics"]["/camera/image_raw"] >= 20
+    assert main(["export", "--lerobot", str(tmp_path / "bags"), str(tmp_path / "lr")]) == 0
+    out = tmp_path / "view"
+    run_lerobot(lerobot_python, load_script(tmp_path / "lr", out), tmp_path)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    arrays = np.load(out.with_suffix(".npz"))
+    assert meta["len"] == 25 and meta["success"] == [True] and meta["interventions"] == [4]
+    np.testing.assert_allclose(arrays["observation.state"], np.array([p[0] for p in published]), rtol=1e-6)
+    np.testing.assert_allclose(arrays["robot_action"], np.array([p[1] for p in published]), rtol=1e-6)
+    np.testing.assert_allclose(arrays["action"], np.array([p[2] for p in published]), rtol=1e-6)
+    np.testing.assert_array_equal(arrays["intervention"], np.array([p[3] for p in published]))
+    images = np.round(arrays["observation.images.camera"] * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    # Each frame is its own step's image, or (a best-effort image lost) an earlier step's.
+    for i, frame in enumerate(images):
+        assert any(np.array_equal(frame, image_at(j)) for j in range(i, -1, -1)), i
+    assert sum(np.array_equal(frame, image_at(i)) for i, frame in enumerate(images)) >= 20
+
+
+def bags_json(root: Path) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["bags", "info", "--json", str(root)]) == 0
+    return out.getvalue()
