@@ -1,91 +1,115 @@
 """The simulated intervention session: Metaworld bridge, policy, arbitration, simulated human,
 recorder, trainer and session manager, with config/sim.yaml.
 
-    ros2 launch mile_ros sim.launch.py task:=drawer-open-v3 run_dir:=/tmp/mile_run \
-        initial_checkpoint:=/tmp/initial.pt iterations:=5 episodes:=1
+    ros2 launch mile_ros sim.launch.py run_dir:=/tmp/mile_run initial_checkpoint:=/tmp/initial.pt \
+        task:=drawer-open-v3 iterations:=5 episodes:=1
 
 Make the initial policy with ``mile-ros init-policy --task drawer-open-v3 --out /tmp/initial.pt``
-(``mile-ros sim`` does it by itself). The whole launch shuts down when the session manager
-finishes, or when any node exits (the reason names it).
+(``mile-ros sim`` does it by itself); give its demonstrations (``/tmp/initial-demos.npz``) as
+``prior_data`` to train with the prior as ``mile-ros sim`` does. A run directory that exists is
+resumed, with its own initial policy when ``initial_checkpoint`` is not given.
+
+Every node's values come from ``config`` (default: the package's config/sim.yaml); a per-run
+argument left empty sets nothing, a given one overrides the file for the nodes it names. The launch
+ends when the session manager finishes (exit 0), or when any node exits before that (exit 1, naming
+the node).
 """
 
-from launch.actions import DeclareLaunchArgument, Shutdown
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+from launch.actions import OpaqueFunction
+from launch.substitutions import PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
-from launch import LaunchDescription
+from launch import LaunchContext, LaunchDescription
 
+NODES = (
+    "metaworld_bridge",
+    "policy_node",
+    "arbitration_node",
+    "simulated_human",
+    "recorder_node",
+    "trainer_node",
+    "session_manager",
+)
+# Per-run launch arguments: name -> (default, description, the (node, parameter, type) it sets).
+# An empty default sets nothing: the value is the config file's.
+OVERRIDES = {
+    "task": (
+        "",
+        "Metaworld v3 task (default: the config's)",
+        (("metaworld_bridge", "task", "str"), ("simulated_human", "task", "str"), ("session_manager", "task", "str")),
+    ),
+    "seed": (
+        "",
+        "run seed: the session's episodes, the simulated human, the trainer (default: the config's)",
+        (("session_manager", "seed", "int"), ("simulated_human", "seed", "int"), ("trainer_node", "seed", "int")),
+    ),
+    "iterations": ("", "updates (default: the config's)", (("session_manager", "iterations", "int"),)),
+    "episodes": ("", "intervention episodes per iteration", (("session_manager", "episodes", "int"),)),
+    "eval_episodes": (
+        "",
+        "policy-alone episodes before the first and after each update",
+        (("session_manager", "eval_episodes", "int"),),
+    ),
+    "max_episode_steps": (
+        "",
+        "episode length; 0: the task's 500 steps",
+        (("metaworld_bridge", "max_episode_steps", "int"),),
+    ),
+    "epochs": ("", "epochs per update", (("trainer_node", "epochs", "int"),)),
+    "mental_rollouts": (
+        "",
+        "rollouts the simulated human's mental model is fit on",
+        (("simulated_human", "mental_rollouts", "int"),),
+    ),
+    "render": (
+        "",
+        "render and record camera images (true/false)",
+        (("metaworld_bridge", "render", "bool"), ("recorder_node", "record_camera", "bool")),
+    ),
+    "prior_data": (
+        "",
+        "the initial policy's demonstrations (mile-ros init-policy writes <stem>-demos.npz beside it)",
+        (("trainer_node", "prior_data", "str"),),
+    ),
+}
+# Set from the run directory and the initial policy (see session_values in mile_ros.bringup).
+RUN_VALUES = {
+    "recorder_node": ("output_dir",),
+    "trainer_node": ("bags_dir", "checkpoint_dir", "initial_checkpoint"),
+    "policy_node": ("checkpoint",),
+    "simulated_human": ("checkpoint",),
+    "session_manager": ("run_dir", "initial_checkpoint"),
+}
 ARGUMENTS = {
-    "task": ("drawer-open-v3", "Metaworld v3 task"),
     "run_dir": ("mile_run", "session folder: bags, checkpoints, metrics (an existing one is resumed)"),
-    "initial_checkpoint": ("", "the initial policy (mile-ros init-policy --task TASK --out FILE)"),
-    "iterations": ("5", "MILE updates"),
-    "episodes": ("1", "intervention episodes per iteration"),
-    "eval_episodes": ("10", "policy-alone episodes before the first and after each update"),
-    "max_episode_steps": ("0", "episode length; 0: the task's 500 steps"),
-    "epochs": ("300", "MILE epochs per update"),
-    "mental_rollouts": ("20", "rollouts the simulated human's mental model is fit on"),
-    "render": ("false", "render and record camera images"),
-    "config": ("", "parameter file (default: the package's config/sim.yaml)"),
+    "initial_checkpoint": ("", "the initial policy (mile-ros init-policy); default on a resume: the run's"),
+    "config": (
+        PathJoinSubstitution([FindPackageShare("mile_ros"), "config", "sim.yaml"]),
+        "parameter file of all nodes",
+    ),
+    **{name: spec[:2] for name, spec in OVERRIDES.items()},
 }
 
 
-def generate_launch_description() -> LaunchDescription:
-    arg = {name: LaunchConfiguration(name) for name in ARGUMENTS}
-    default_config = PathJoinSubstitution([FindPackageShare("mile_ros"), "config", "sim.yaml"])
-    declared = [DeclareLaunchArgument(n, default_value=d, description=text) for n, (d, text) in ARGUMENTS.items()]
-    declared[-1] = DeclareLaunchArgument("config", default_value=default_config, description=ARGUMENTS["config"][1])
-    config = arg["config"]
-    run_dir = arg["run_dir"]
+def nodes(context: LaunchContext) -> list:
+    from mile_ros import bringup
 
-    def typed(name: str, kind: type) -> ParameterValue:
-        return ParameterValue(arg[name], value_type=kind)
-
-    per_node = {
-        "metaworld_bridge": {
-            "task": arg["task"],
-            "render": typed("render", bool),
-            "max_episode_steps": typed("max_episode_steps", int),
-        },
-        "policy_node": {"checkpoint": arg["initial_checkpoint"]},
-        "arbitration_node": {},
-        "simulated_human": {
-            "task": arg["task"],
-            "checkpoint": arg["initial_checkpoint"],
-            "mental_rollouts": typed("mental_rollouts", int),
-        },
-        "recorder_node": {
-            "output_dir": PathJoinSubstitution([run_dir, "bags"]),
-            "record_camera": typed("render", bool),
-        },
-        "trainer_node": {
-            "bags_dir": PathJoinSubstitution([run_dir, "bags"]),
-            "checkpoint_dir": PathJoinSubstitution([run_dir, "checkpoints"]),
-            "initial_checkpoint": arg["initial_checkpoint"],
-            "epochs": typed("epochs", int),
-        },
-        "session_manager": {
-            "run_dir": run_dir,
-            "task": arg["task"],
-            "initial_checkpoint": arg["initial_checkpoint"],
-            "iterations": typed("iterations", int),
-            "episodes": typed("episodes", int),
-            "eval_episodes": typed("eval_episodes", int),
-        },
-    }
-    nodes = [
-        Node(
-            package="mile_ros",
-            executable=name,
-            name=name,
-            parameters=[config, values],
-            output="screen",
-            emulate_tty=True,
-            # The session is done when the manager exits; any other exit is a failure of that node.
-            on_exit=Shutdown(reason="session finished" if name == "session_manager" else f"node {name} exited"),
+    config = bringup.parameter_file(context, "config")
+    run = bringup.session_values(context, RUN_VALUES)
+    given = bringup.overrides(context, {name: spec[2] for name, spec in OVERRIDES.items()})
+    return [
+        bringup.mile_node(
+            name,
+            [config, {**run.get(name, {}), **given.get(name, {})}],
+            ends_session=name == "session_manager",
         )
-        for name, values in per_node.items()
+        for name in NODES
     ]
-    return LaunchDescription([*declared, *nodes])
+
+
+def generate_launch_description() -> LaunchDescription:
+    from mile_ros import bringup
+
+    return LaunchDescription(
+        [*bringup.declare(ARGUMENTS), bringup.sigterm_timeout_argument(), OpaqueFunction(function=nodes)]
+    )

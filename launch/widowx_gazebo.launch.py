@@ -1,6 +1,7 @@
 """The real-robot session against interbotix's simulator instead of the arm.
 
 ``ros2 launch mile_ros widowx_gazebo.launch.py run_dir:=... initial_checkpoint:=... camera_source:=clip.mp4``
+(any argument of widowx.launch.py; ``backend`` is ``interbotix`` here)
 
 interbotix's Python API (``InterbotixManipulatorXS``, used by the driver's ``interbotix`` backend) talks
 to the X-Series SDK node. Its simulated twin, started here through ``xsarm_control.launch.py
@@ -17,20 +18,10 @@ from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
 
-PASSED_ON = (
-    "params_file",
-    "run_dir",
-    "initial_checkpoint",
-    "r3m_checkpoint",
-    "camera_source",
-    "encoder_device",
-    "with_trainer",
-    "with_teleop",
-)
-
 
 def generate_launch_description() -> LaunchDescription:
     robot_model = LaunchConfiguration("robot_model")
+    # First: where interbotix is missing the launch stops here, before any mile_ros node starts.
     simulator = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(
             PathJoinSubstitution([FindPackageShare("interbotix_xsarm_control"), "launch", "xsarm_control.launch.py"])
@@ -41,32 +32,16 @@ def generate_launch_description() -> LaunchDescription:
             "use_rviz": LaunchConfiguration("use_rviz"),
         }.items(),
     )
+    # widowx.launch.py's other arguments (run_dir, initial_checkpoint, camera_source, ...) reach it as
+    # given on the command line, with its own defaults: they are not declared twice.
     session = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(
             PathJoinSubstitution([FindPackageShare("mile_ros"), "launch", "widowx.launch.py"])
         ),
-        launch_arguments={
-            "backend": "interbotix",
-            "robot_model": robot_model,
-            **{name: LaunchConfiguration(name) for name in PASSED_ON},
-        }.items(),
+        launch_arguments={"backend": "interbotix", "robot_model": robot_model}.items(),
     )
-    defaults = {
-        "params_file": PathJoinSubstitution([FindPackageShare("mile_ros"), "config", "widowx.yaml"]),
-        "run_dir": "runs/widowx_sim",
-        "initial_checkpoint": "",
-        "r3m_checkpoint": "",
-        "camera_source": "0",
-        "encoder_device": "auto",
-        "with_trainer": "true",
-        "with_teleop": "true",
-    }
     declared = [
         DeclareLaunchArgument("robot_model", default_value="wx250s", description="interbotix robot model"),
         DeclareLaunchArgument("use_rviz", default_value="true", description="show the simulated arm in RViz"),
-        *(
-            DeclareLaunchArgument(name, default_value=defaults[name], description="passed to widowx.launch.py")
-            for name in PASSED_ON
-        ),
     ]
     return LaunchDescription([*declared, simulator, session])

@@ -1,7 +1,6 @@
-"""The real-robot launch files and config/widowx.yaml against the nodes they start.
-
-``launch``/``launch_ros`` are not installable here, so the launch files are not executed: these tests
-parse them and check every executable exists and every parameter they set is one the node declares.
+"""The real-robot launch files and config/widowx.yaml against the nodes they start, read without the
+launch packages: every executable exists and every parameter they set is one the node declares.
+test_ros2_launch.py runs widowx.launch.py (backend:=sim) and widowx_gazebo.launch.py under ros2 launch.
 """
 
 from __future__ import annotations
@@ -33,15 +32,16 @@ def setup_nodes() -> set[str]:
 
 
 def launch_nodes(path: Path) -> dict[str, set[str]]:
-    """executable -> parameter names set inline, from the ``node("exe", {...})`` calls."""
-    found: dict[str, set[str]] = {}
-    for call in ast.walk(ast.parse(path.read_text())):
-        if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "node":
-            exe = call.args[0].value
-            keys = set()
-            if len(call.args) > 1 and isinstance(call.args[1], ast.Dict):
-                keys = {k.value for k in call.args[1].keys}
-            found[exe] = keys
+    """executable -> parameter names the launch file sets itself (its tables, see test_launch_files)."""
+    from test_launch_files import tables
+
+    t = tables(path)
+    found: dict[str, set[str]] = {name: set() for name in t["NODES"]}
+    for *_, targets in t["OVERRIDES"].values():
+        for node, parameter, _ in targets:
+            found[node].add(parameter)
+    for node, names in {**t["RUN_VALUES"], **t["FIXED"]}.items():
+        found[node] |= set(names)
     return found
 
 
@@ -54,9 +54,21 @@ def test_launch_files_compile_and_define_entry_point(name):
 
 
 def test_widowx_launch_starts_every_node_with_declared_parameters():
+    from test_launch_files import check_launch_tables
+
+    check_launch_tables(LAUNCH / "widowx.launch.py")
     nodes = launch_nodes(LAUNCH / "widowx.launch.py")
-    expected = {"widowx_driver", "webcam_node", "r3m_encoder", "ps3_teleop", "policy_node", "arbitration_node",
-                "recorder_node", "trainer_node", "session_manager"}
+    expected = {
+        "widowx_driver",
+        "webcam_node",
+        "r3m_encoder",
+        "ps3_teleop",
+        "policy_node",
+        "arbitration_node",
+        "recorder_node",
+        "trainer_node",
+        "session_manager",
+    }
     assert set(nodes) == expected
     assert expected <= setup_nodes()
     for exe, keys in nodes.items():
@@ -82,5 +94,10 @@ def test_yaml_values_build_the_safety_config():
     from mile_ros.robot.safety import SafetyConfig
 
     p = yaml.safe_load((ROOT / "config" / "widowx.yaml").read_text())["widowx_driver"]["ros__parameters"]
-    SafetyConfig(workspace_min=tuple(p["workspace_min"]), workspace_max=tuple(p["workspace_max"]),
-                 max_step_m=p["max_step_m"], max_motion_m=p["max_motion_m"], command_timeout_s=p["command_timeout_s"])
+    SafetyConfig(
+        workspace_min=tuple(p["workspace_min"]),
+        workspace_max=tuple(p["workspace_max"]),
+        max_step_m=p["max_step_m"],
+        max_motion_m=p["max_motion_m"],
+        command_timeout_s=p["command_timeout_s"],
+    )
