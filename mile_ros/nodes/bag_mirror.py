@@ -70,6 +70,7 @@ class OfferClient:
         self.ids = itertools.count(1)
         self.timeout_s, self.attempts = timeout_s, attempts
         self.replies: dict[int, tuple[dict, bytes]] = {}
+        self.waiting = 0  # the request being waited for: a late reply to an earlier one is dropped
         self.cond = threading.Condition()
         self.pub = node.create_publisher(String, "/recorder/bag_request", qos("/recorder/bag_request"))
         self.sub = node.create_subscription(
@@ -88,8 +89,9 @@ class OfferClient:
         if meta.get("client") != self.client:
             return  # another mirror's
         with self.cond:
-            self.replies[int(meta.get("id", -1))] = (meta, payload)
-            self.cond.notify_all()
+            if meta.get("id") == self.waiting:
+                self.replies[self.waiting] = (meta, payload)
+                self.cond.notify_all()
 
     def connected(self) -> bool:
         return self.pub.get_subscription_count() > 0 and self.sub.get_publisher_count() > 0
@@ -105,6 +107,8 @@ class OfferClient:
                 time.sleep(0.05)
             else:
                 rid = next(self.ids)
+                with self.cond:
+                    self.waiting = rid
                 self.pub.publish(String(data=json.dumps({"client": self.client, "id": rid, **fields})))
                 with self.cond:
                     if self.cond.wait_for(lambda r=rid: r in self.replies, max(0.0, deadline - time.monotonic())):
