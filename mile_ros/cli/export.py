@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mile_ros.graph.bag_dataset import BagDatasetError
     from mile_ros.graph.lerobot import LeRobotFormatError
+    from mile_ros.learning import DatasetError
 
     try:
         if args.bench is not None:
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if args.lerobot:
             return _export(args)
         return _from_lerobot(args)
-    except (LeRobotFormatError, BagDatasetError) as exc:
+    except (LeRobotFormatError, BagDatasetError, DatasetError) as exc:  # DatasetError: NaN rows, no human action
         print(f"mile-ros export: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
