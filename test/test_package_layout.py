@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -75,11 +76,58 @@ def test_share_holds_launch_config_and_index_marker(install):
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "mile_ros").is_file()
 
 
+def installed_env(install: Path, ament: bool = True) -> dict[str, str]:
+    """The environment of the colcon install alone: its site-packages first and no other mile_ros on
+    PYTHONPATH (a sourced workspace's would be imported instead), its prefix on AMENT_PREFIX_PATH."""
+    site = install / Path(sysconfig.get_path("purelib")).relative_to(sys.prefix)
+    assert (site / "mile_ros" / "__init__.py").is_file(), f"no mile_ros under {site}"
+    others = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and not Path(p, "mile_ros").exists()]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *others]))
+    if ament:
+        env["AMENT_PREFIX_PATH"] = f"{install}{os.pathsep}{sys.prefix}"
+    else:
+        env.pop("AMENT_PREFIX_PATH", None)
+    return env
+
+
+def test_installed_package_finds_its_data_without_the_ament_index(install, tmp_path):
+    """From the colcon install, AMENT_PREFIX_PATH unset: the code and the data are the install's."""
+    script = (
+        "import mile_ros, mile_ros.paths as p\n"
+        "from mile_ros.graph.joy_mapping import default_mapping_path\n"
+        "from mile_ros.sim.presets import load_preset\n"
+        "print(mile_ros.__file__)\n"
+        "print(p.find_data('config', 'sim.yaml'))\n"
+        "print(default_mapping_path('ps3'))\n"
+        "print(load_preset('drawer-open-v3')['preset_file'])\n"
+    )
+    env = {**installed_env(install, ament=False), "COLUMNS": "1000"}  # help lines unwrapped
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    module, config, joy, preset = done.stdout.split()
+    assert Path(module).is_relative_to(install)
+    share = install / "share" / "mile_ros"
+    assert (Path(config), Path(joy), Path(preset)) == (
+        share / "config" / "sim.yaml",
+        share / "config" / "joy_ps3.yaml",
+        share / "sim" / "drawer-open-v3.yaml",
+    )
+    help_text = subprocess.run(
+        [str(install / "lib" / "mile_ros" / "mile-ros"), "sim", "--help"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert help_text.returncode == 0, help_text.stderr
+    assert str(share / "config" / "sim.yaml") in help_text.stdout
+
+
 def test_installed_node_runs_and_finds_its_config(install, tmp_path):
     """An installed executable starts as ``ros2 run`` would start it, and exits cleanly on SIGINT."""
     pytest.importorskip("rclpy")
 
-    env = dict(os.environ, AMENT_PREFIX_PATH=f"{install.parent}{os.pathsep}{sys.prefix}")
+    env = installed_env(install)
     exe = install / "lib" / "mile_ros" / "arbitration_node"
     proc = subprocess.Popen(
         [sys.executable, str(exe), "--ros-args", "-p", "joy_mapping:=sdl"],
