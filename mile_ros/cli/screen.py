@@ -48,7 +48,7 @@ def load_history(state, run_dir: Path) -> None:
 class ScreenNode:
     """Subscriptions that feed a :class:`ScreenState` (under ``lock``) from a private rclpy context."""
 
-    def __init__(self, state, lock: threading.Lock, domain: int | None) -> None:
+    def __init__(self, state, lock: threading.Lock, domain: int | None, run_dir: Path | None = None) -> None:
         import rclpy
         from rcl_interfaces.msg import ParameterEvent
         from rclpy.context import Context
@@ -57,7 +57,7 @@ class ScreenNode:
 
         from mile_ros.nodes.common import stamp_ns, subscription
 
-        self.state, self.lock = state, lock
+        self.state, self.lock, self.run_dir = state, lock, run_dir
         self.context = Context()
         kwargs = {} if domain is None else {"domain_id": domain}
         rclpy.init(context=self.context, **kwargs)
@@ -85,7 +85,9 @@ class ScreenNode:
             "/sim/episode_end",
             feed("on_episode_end", lambda m: (m.header.frame_id, dict(zip(m.name, m.position)))),
         )
-        subscription(self.node, "/session/progress", feed("on_progress", lambda m: (_json(m.data),)))
+        # A deep queue: the session manager publishes an episode's result and "training" back to back,
+        # and a latched topic's one-message queue would keep only the second.
+        subscription(self.node, "/session/progress", self.on_progress, depth=100)
         subscription(self.node, "/mile/active_checkpoint", feed("on_active_checkpoint", lambda m: (m.data,)))
         # The session manager sets the recorder's episode_info before each episode: the episode starts.
         self.node.create_subscription(
@@ -99,6 +101,12 @@ class ScreenNode:
     def _spin(self) -> None:
         with contextlib.suppress(Exception):  # the context shut down while spinning
             self.executor.spin()
+
+    def on_progress(self, msg) -> None:
+        with self.lock:
+            self.state.on_progress(_json(msg.data))
+            if self.run_dir is not None:  # episodes this screen did not see (it started late)
+                load_history(self.state, self.run_dir)
 
     def on_parameter_event(self, event) -> None:
         if event.node.rstrip("/").rsplit("/", 1)[-1] != "recorder_node":
@@ -154,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     if args.run_dir is not None:
         load_history(state, args.run_dir)
-    node = ScreenNode(state, lock, domain)
+    node = ScreenNode(state, lock, domain, args.run_dir)
     header = f"mile_ros operator screen · ROS_DOMAIN_ID={domain}"
     pad = mapping.name
 

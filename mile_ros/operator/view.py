@@ -56,7 +56,9 @@ def _episode(state: ScreenState) -> Panel:
         outcome = {True: "success", False: "failure"}.get(ep.success, "ended")
         text.append(f"\nended: {outcome} ({ep.end_reason})", style="green" if ep.success else "yellow")
     text.append("\n")
-    if state.takeover:
+    if ep.ended is not None or ep.iteration is None:
+        text.append(" waiting for the next episode ", style="bold black on white")
+    elif state.takeover:
         text.append(" TAKEOVER: HUMAN DRIVING ", style="bold white on red")
     elif state.source == "hold":
         text.append(" HOLD (no fresh command) ", style="bold black on yellow")
