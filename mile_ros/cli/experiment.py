@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="",
         metavar="KEY=VALUE,...",
         help="change the task presets' simulated human: sigma (probit scale), min_takeover_steps (hold each"
-        " takeover that long), action_mode (eq3 or expert); its cost is calibrated for them",
+        " takeover that long), action_mode (eq3, authors or expert), timing (per_step, holding, waiting,"
+        " holding_waiting), hold_mean, wait_steps; its cost is calibrated for them",
     )
     p.add_argument(
         "--select-by-rollouts",

@@ -41,7 +41,7 @@ __all__ = [
 
 DEMO_SEED = 5_000_000  # expert demonstrations for the ablation
 # What the benchmark may change about the task presets' simulated human (``--human``).
-HUMAN_OPTIONS = ("sigma", "min_takeover_steps", "action_mode")
+HUMAN_OPTIONS = ("sigma", "min_takeover_steps", "action_mode", "timing", "hold_mean", "wait_steps")
 
 
 def check_human_options(options: dict[str, Any]) -> None:
@@ -52,7 +52,12 @@ def check_human_options(options: dict[str, Any]) -> None:
             f"unknown simulated-human option(s) {', '.join(unknown)}; choose from {', '.join(HUMAN_OPTIONS)}"
         )
     check_human_settings(
-        options.get("sigma", 1.0), options.get("min_takeover_steps", 1), options.get("action_mode", ACTION_MODES[0])
+        options.get("sigma", 1.0),
+        options.get("min_takeover_steps", 1),
+        options.get("action_mode", ACTION_MODES[0]),
+        options.get("timing", "per_step"),
+        options.get("hold_mean", max(10.0, options.get("min_takeover_steps", 1))),
+        options.get("wait_steps", 3),
     )
 
 

@@ -38,6 +38,19 @@ PARAMETERS = (
         "keep each takeover for at least this many steps, as a person holding the button would (0: the preset's)",
         (0, 1000),
     ),
+    Param(
+        "timing",
+        "",
+        "when the human steps in and hands back: per_step, holding, waiting or holding_waiting ('': the preset's)",
+        choices=("", "per_step", "holding", "waiting", "holding_waiting"),
+    ),
+    Param("hold_mean", 0.0, "a holding human's mean takeover length in steps (0: the preset's)", (0.0, 1000.0)),
+    Param(
+        "wait_steps",
+        -1,
+        "a waiting human's extra concerned checks before stepping in (-1: the preset's)",
+        (-1, 1000),
+    ),
     Param("refit_on_new_policy", True, "refit the mental model when the policy node reports a new checkpoint"),
     Param("seed", 0, "seed of the human's randomness (mental-model fit and calibration)", (0, 2**31 - 1)),
     Param(
@@ -88,6 +101,13 @@ class SimulatedHumanNode(Node):
 
         hold = int(self.params["min_takeover_steps"])
         overrides = {"min_takeover_steps": hold} if hold else {}  # 0: the task preset's value
+        # '', 0 and -1: the task preset's value
+        if self.params["timing"]:
+            overrides["timing"] = str(self.params["timing"])
+        if float(self.params["hold_mean"]) > 0:
+            overrides["hold_mean"] = float(self.params["hold_mean"])
+        if int(self.params["wait_steps"]) >= 0:
+            overrides["wait_steps"] = int(self.params["wait_steps"])
 
         def work() -> None:
             try:

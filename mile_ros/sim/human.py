@@ -4,6 +4,14 @@ Each step the human computes ``P(I=1|s)`` from the intervention model, with the 
 ``pi_H`` and a behaviour-cloned model of the robot's policy as the mental model ``pi_hat_R``; draws
 ``I ~ Bernoulli(P(I=1|s))``; and, when intervening, acts from eq. 3 (``pi_H`` tilted by the
 probability of stepping in for that action) or simply with the expert's own action.
+
+Its timing (``timing``) is per step by default. A ``holding`` human keeps a takeover for a variable
+time (at least ``min_takeover_steps``, then handing back with a constant hazard, so lengths are a
+shifted geometric of mean ``hold_mean``); a ``waiting`` human, once concerned, watches the robot for
+``wait_steps`` more steps and steps in only if still concerned on each of them (the robot
+"recovers" when a check comes out no); ``holding_waiting`` does both. Every check is a fresh draw of
+``Bernoulli(P(I=1|s))`` at the step's state. ``mile_ros.learning.temporal`` is the model of these
+humans (docs/learning.md, "The temporal intervention model").
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from .rollout import Episode, episodes_to_dataset, run_episode, single_torch_thr
 
 __all__ = [
     "ACTION_MODES",
+    "TIMINGS",
     "MentalModelFit",
     "SimulatedHuman",
     "auto_sigma",
@@ -50,17 +59,28 @@ __all__ = [
     "make_simulated_human",
     "start_rate_for_held_rate",
     "state_value_gaps",
+    "streak_probability",
 ]
 
 # eq3: the exact model's draw; authors: the authors' simulated human, N(p mu_E, (p sigma_E)^2) with
 # p = P(I=1|s) (docs/mile-model.md; continuous actions only); expert: the scripted action.
 ACTION_MODES = ("eq3", "authors", "expert")
+# per_step: a fresh decision every free step (the paper's human; held for min_takeover_steps);
+# holding: takeovers of variable length; waiting: steps in after a streak of wait_steps + 1 checks.
+TIMINGS = ("per_step", "holding", "waiting", "holding_waiting")
 MENTAL_SEED_OFFSET = 1_000_000  # mental-model rollouts never reuse evaluation seeds
 CALIBRATION_SEED_OFFSET = 4_000_000
 
 
-def check_human_settings(sigma: Any, min_takeover_steps: Any, action_mode: Any) -> None:
-    """Raise ValueError for a probit scale, takeover length or action mode a simulated human cannot use."""
+def check_human_settings(
+    sigma: Any,
+    min_takeover_steps: Any,
+    action_mode: Any,
+    timing: Any = "per_step",
+    hold_mean: Any = 10.0,
+    wait_steps: Any = 3,
+) -> None:
+    """Raise ValueError for a probit scale, takeover length, action mode or timing a simulated human cannot use."""
     if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"the human's probit scale (sigma) must be a positive number, got {sigma!r}")
     if (
@@ -71,6 +91,18 @@ def check_human_settings(sigma: Any, min_takeover_steps: Any, action_mode: Any) 
         raise ValueError(f"min_takeover_steps must be a whole number of at least 1, got {min_takeover_steps!r}")
     if action_mode not in ACTION_MODES:
         raise ValueError(f"action_mode must be one of {', '.join(ACTION_MODES)}, got {action_mode!r}")
+    if timing not in TIMINGS:
+        raise ValueError(f"timing must be one of {', '.join(TIMINGS)}, got {timing!r}")
+    if timing in ("holding", "holding_waiting") and (
+        isinstance(hold_mean, bool)
+        or not isinstance(hold_mean, numbers.Real)
+        or not (math.isfinite(hold_mean) and hold_mean >= min_takeover_steps)
+    ):
+        raise ValueError(
+            f"hold_mean must be a number at least min_takeover_steps ({min_takeover_steps}), got {hold_mean!r}"
+        )
+    if isinstance(wait_steps, bool) or not isinstance(wait_steps, numbers.Integral) or wait_steps < 0:
+        raise ValueError(f"wait_steps must be a whole number of at least 0, got {wait_steps!r}")
 
 
 @dataclass
@@ -87,6 +119,7 @@ class MentalModelFit:
     # log-likelihood per step and, for continuous actions, mean squared error of its mean action.
     heldout_nll: float = math.nan
     heldout_mse: float = math.nan
+    episode: np.ndarray | None = None  # each state's rollout (a waiting human's calibration needs runs)
 
 
 def _load(checkpoint: str | Any) -> MileCheckpoint:
@@ -162,6 +195,7 @@ def fit_belief(
         time.perf_counter() - started,
         nll,
         mse,
+        data.episode,
     )
 
 
@@ -204,8 +238,11 @@ class SimulatedHuman:
         clip_actions: bool = True,
         padding: str = "repeat",
         max_draws: int = 100_000,
+        timing: str = "per_step",
+        hold_mean: float = 10.0,
+        wait_steps: int = 3,
     ) -> None:
-        check_human_settings(sigma, min_takeover_steps, action_mode)
+        check_human_settings(sigma, min_takeover_steps, action_mode, timing, hold_mean, wait_steps)
         if cost < 0:
             raise ValueError(f"need cost >= 0, got cost={cost}")
         if expert.discrete != spec.discrete:
@@ -217,6 +254,10 @@ class SimulatedHuman:
         self.cost, self.sigma = float(cost), float(sigma)
         self.action_mode = action_mode
         self.min_takeover_steps = int(min_takeover_steps)
+        self.timing = timing
+        self.holds = timing in ("holding", "holding_waiting")
+        self.hold_mean = float(hold_mean) if self.holds else float(self.min_takeover_steps)
+        self.wait_steps = int(wait_steps) if timing in ("waiting", "holding_waiting") else 0
         self.clip_actions = clip_actions
         self.max_draws = max_draws
         self.stacker = FrameStacker(spec.obs_dim, spec.frame_stack, padding)
@@ -224,8 +265,14 @@ class SimulatedHuman:
         self._continuous = ContinuousIntervention()
         self._discrete = DiscreteIntervention()
         self._takeover_left = 0
+        self._held = 0  # steps the current takeover has lasted (holding/waiting timings)
+        self._streak = 0  # consecutive concerned checks while waiting
         self.last_probability = math.nan
         self.fallback_draws = 0  # eq.-3 draws that hit max_draws (then the most likely action is used)
+        # What the timed humans did, for checks: finished takeovers' lengths (cut by an episode's end:
+        # not counted), and concern streaks that ended without a takeover (the robot recovered).
+        self.takeover_lengths: list[int] = []
+        self.recoveries = 0
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -237,6 +284,7 @@ class SimulatedHuman:
         """Start an episode (optionally reseeding the human's randomness)."""
         self.stacker.reset()
         self._takeover_left = 0
+        self._held = self._streak = 0
         self.last_probability = math.nan
         if seed is not None:
             self.rng = np.random.default_rng([seed, 7919])
@@ -270,20 +318,34 @@ class SimulatedHuman:
         return self._p_int(expert_out, mental_out, self.cost).numpy().astype(np.float64)
 
     def calibrate(
-        self, stacked_obs: np.ndarray, frames: np.ndarray, target_rate: float = 0.3, margin: float = 0.0
+        self,
+        stacked_obs: np.ndarray,
+        frames: np.ndarray,
+        target_rate: float = 0.3,
+        margin: float = 0.0,
+        episode: np.ndarray | None = None,
     ) -> float:
         """Set the cost so that the mean ``P(I=1|s)`` over these states is ``target_rate - margin``.
 
         ``P(I=1|s)`` falls monotonically in the cost, so bisection finds it; when even a zero cost
-        predicts fewer interventions the cost becomes 0. Returns the new cost.
+        predicts fewer interventions the cost becomes 0. Returns the new cost. A waiting human is
+        calibrated on its start rate instead: the mean over steps of the probability that the last
+        ``wait_steps + 1`` checks all said yes (:func:`streak_probability`; ``episode`` says which
+        states follow each other). That ignores the steps it spends holding or already waiting, so
+        the realised rate is somewhat lower.
         """
         target = target_rate - margin
         if not 0.0 < target < 1.0:
             raise ValueError(f"target rate must lie in (0, 1), got {target}")
+        if self.wait_steps and episode is None:
+            raise ValueError("a waiting human's calibration needs each state's episode (the order of the states)")
         expert_out, mental_out = self._model_inputs(stacked_obs, frames)
 
         def rate(c: float) -> float:
-            return float(self._p_int(expert_out, mental_out, c).mean())
+            p = self._p_int(expert_out, mental_out, c)
+            if self.wait_steps:
+                return float(streak_probability(p.numpy().astype(np.float64), episode, self.wait_steps).mean())
+            return float(p.mean())
 
         lo, hi = 0.0, max(1.0, self.cost)
         if rate(lo) <= target:
@@ -359,6 +421,8 @@ class SimulatedHuman:
         expert_out, mental_out = self._model_inputs(stacked_obs, frame)
         p = float(self._p_int(expert_out, mental_out, self.cost)[0])
         self.last_probability = p
+        if self.timing != "per_step":
+            return self._decide_timed(expert_out, mental_out, p, frame)
         if self._takeover_left > 0:
             self._takeover_left -= 1
             intervene = True
@@ -371,6 +435,63 @@ class SimulatedHuman:
         if self.action_mode == "expert":
             return True, self.expert.act(frame)
         return True, self._draw(expert_out, mental_out, p)
+
+    def release_probability(self, held: int) -> float:
+        """The hazard of handing back at a step, after a takeover has lasted ``held`` steps.
+
+        Zero before ``min_takeover_steps``; then constant, ``1 / (hold_mean - min_takeover_steps + 1)``,
+        so a takeover lasts ``min_takeover_steps + k`` steps with ``k`` geometric and mean ``hold_mean``
+        (a per-step human hands back at once).
+        """
+        if held < self.min_takeover_steps:
+            return 0.0
+        return 1.0 / (self.hold_mean - self.min_takeover_steps + 1.0)
+
+    def _decide_timed(self, expert_out: Any, mental_out: Any, p: float, frame: np.ndarray) -> tuple[bool, Any]:
+        """A holding or waiting human's step (the generative model in docs/learning.md).
+
+        Holding: the release check comes first; a human who hands back is free at the same step
+        and decides again there (so a per-step human is the case of an immediate release).
+        """
+        if self._held:
+            if self.rng.random() >= self.release_probability(self._held):
+                self._held += 1
+                # A held step: the human drives as the expert does; no decision selected this action.
+                return True, self._draw_plain(expert_out, frame, p)
+            self.takeover_lengths.append(self._held)
+            self._held = 0
+        concerned = bool(self.rng.random() < p)
+        if not concerned:
+            if self._streak:
+                self.recoveries += 1
+            self._streak = 0
+            return False, None
+        self._streak += 1
+        if self._streak <= self.wait_steps:
+            return False, None  # concerned, but gives the robot another step
+        self._streak = 0
+        if self.holds:
+            self._held = 1
+        else:
+            # a waiting human who does not hold takes one step per takeover (min_takeover_steps more)
+            self._held = 1 if self.min_takeover_steps > 1 else 0
+            if not self._held:
+                self.takeover_lengths.append(1)
+        if self.action_mode == "expert":
+            return True, self.expert.act(frame)
+        return True, self._draw(expert_out, mental_out, p)
+
+    def _draw_plain(self, expert_out: Any, frame: np.ndarray, p: float) -> Any:
+        """An action while holding: the expert's policy ``pi_H`` itself (or the mode's own rule)."""
+        if self.action_mode == "expert":
+            return self.expert.act(frame)
+        if self.action_mode == "authors":
+            return self._draw_shrunk(expert_out, p)
+        if self.spec.discrete:
+            probs = expert_out[0].exp().numpy().astype(np.float64)
+            return int(self.rng.choice(len(probs), p=probs / probs.sum()))
+        mu, std = (t[0].numpy().astype(np.float64) for t in expert_out)
+        return self._finish(mu + std * self.rng.standard_normal(len(mu)))
 
     def act(self, frame: np.ndarray) -> tuple[bool, Any]:
         """:meth:`decide` with this human's own frame stacking (call :meth:`reset` at episode start)."""
@@ -402,6 +523,9 @@ class SimulatedHuman:
             action_mode=human["action_mode"],
             min_takeover_steps=int(human["min_takeover_steps"]),
             seed=seed,
+            timing=human.get("timing", "per_step"),
+            hold_mean=float(human.get("hold_mean", 10.0)),
+            wait_steps=int(human.get("wait_steps", 3)),
         )
         kwargs.update(overrides)
         return cls(expert, mental, env.spec, **kwargs)
@@ -435,10 +559,27 @@ def auto_sigma(expert: Expert, fit: MentalModelFit, scale: float) -> float:
     return max(scale * spread, 1e-3)
 
 
-def start_rate_for_held_rate(rate: float, hold: int) -> float:
+def streak_probability(p: np.ndarray, episode: np.ndarray, wait: int) -> np.ndarray:
+    """Per state, the probability that the checks at it and the ``wait`` states before it in its
+    episode all said yes (``prod p``); 0 where the episode has fewer states before it."""
+    p = np.asarray(p, dtype=np.float64)
+    episode = np.asarray(episode)
+    if len(p) != len(episode):
+        raise ValueError(f"{len(p)} probabilities but {len(episode)} episode ids")
+    out = p.copy()
+    for lag in range(1, wait + 1):
+        same = np.zeros(len(p), bool)
+        same[lag:] = episode[lag:] == episode[:-lag]
+        shifted = np.zeros(len(p))
+        shifted[lag:] = p[:-lag]
+        out *= np.where(same, shifted, 0.0)
+    return out
+
+
+def start_rate_for_held_rate(rate: float, hold: float) -> float:
     """Per-step probability of starting a takeover that gives a fraction ``rate`` of intervened steps.
 
-    Takeovers of exactly ``hold`` steps, each started with probability ``p`` on a step not already
+    Takeovers of ``hold`` steps on average, each started with probability ``p`` on a step not already
     held, fill ``p * hold / (1 - p + p * hold)`` of the steps (a renewal argument: on average
     ``(1 - p) / p`` free steps between takeovers); this inverts that. ``hold = 1`` gives ``rate``.
     """
@@ -466,23 +607,25 @@ def make_simulated_human(
     then, because interventions change which states are visited, it runs ``oversight_episodes``
     episodes with the human watching and recalibrates on the states seen there (preset
     ``human.oversight_episodes``; 0 skips this second pass). A human who holds each takeover for
-    ``min_takeover_steps`` steps is calibrated to the start rate that gives the target fraction of
-    intervened steps (:func:`start_rate_for_held_rate`), not to the target itself.
+    ``min_takeover_steps`` steps (a holding one: ``hold_mean`` on average) is calibrated to the start
+    rate that gives the target fraction of intervened steps (:func:`start_rate_for_held_rate`), not
+    to the target itself; a waiting one on its rate of completed streaks (:meth:`SimulatedHuman.calibrate`).
     """
     fit = fit_mental_model(task, checkpoint, rollouts=rollouts, seed=seed)
     human = SimulatedHuman.from_preset(task, env, fit, seed=seed, **overrides)
     if calibrate:
         preset = load_preset(task)
         target = float(target_rate if target_rate is not None else preset["target_intervention_rate"])
-        target = start_rate_for_held_rate(target, human.min_takeover_steps)
+        target = start_rate_for_held_rate(target, human.hold_mean)
         margin = float(preset["human"]["calibration_margin"])
-        human.calibrate(fit.stacked_obs, fit.frames, target, margin)
+        human.calibrate(fit.stacked_obs, fit.frames, target, margin, fit.episode)
         n = int(oversight_episodes if oversight_episodes is not None else preset["human"]["oversight_episodes"])
         if n > 0:
             runner = PolicyRunner(_load(checkpoint))
             seeds = [CALIBRATION_SEED_OFFSET + 1000 * seed + i for i in range(n)]
             episodes = [run_episode(env, runner, s, human=human) for s in seeds]
             data = episodes_to_dataset(episodes)
-            human.calibrate(data.stacked_observations(human.stacker.padding), data.observation, target, margin)
+            stacked = data.stacked_observations(human.stacker.padding)
+            human.calibrate(stacked, data.observation, target, margin, data.episode)
             human.reset(seed)
     return human, fit
