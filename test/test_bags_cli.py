@@ -89,7 +89,7 @@ def poison_observation(bag_dir: Path) -> None:
 
 
 def test_info_gives_each_episodes_steps_interventions_success_and_state(run_dir):
-    done = bags_cli("info", "--json", str(run_dir), process=True)
+    done = bags_cli("info", "--json", str(run_dir))
     assert done.returncode == 0, done.stderr
     rows = {Path(r["path"]).name: r for r in json.loads(done.stdout)}
     assert set(rows) == {"eval_000", *(f"train_00{k}" for k in range(7))}
@@ -158,3 +158,12 @@ def test_one_bag_and_bad_input(tmp_path):
     (tmp_path / "empty").mkdir()
     empty = bags_cli("info", str(tmp_path / "empty"))
     assert empty.returncode == 2 and "no episode bag" in empty.stderr
+
+
+@pytest.mark.slow
+def test_the_command_runs_as_its_own_process(tmp_path):
+    write_session_episode(tmp_path / "bags" / "train_000", 6, {2})
+    done = bags_cli("info", "--json", str(tmp_path / "bags"), process=True)
+    assert done.returncode == 0, done.stderr
+    [row] = json.loads(done.stdout)
+    assert (row["state"], row["steps"], row["interventions"]) == ("ok", 6, 1)
