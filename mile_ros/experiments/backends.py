@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import socket
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -73,6 +74,7 @@ def connect_ray(address: str | None = None) -> bool:
     if ray.is_initialized():
         return False
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
+    _check_listening(target)
     try:
         ray.init(address=target, log_to_driver=True, logging_level="WARNING")
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -82,6 +84,20 @@ def connect_ray(address: str | None = None) -> bool:
             "start one with `ray start --head` and pass its address with --address"
         ) from None
     return True
+
+
+def _check_listening(address: str, timeout: float = 5.0) -> None:
+    """Refuse an address where nothing listens: ray.init would retry it for many minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():  # "auto", or a form Ray resolves itself
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayUnavailableError(
+            f"no Ray cluster at {address}: nothing answers there ({exc.strerror or exc}); start one with "
+            "`ray start --head` and pass the address it prints"
+        ) from None
 
 
 def _probe(token_path: str) -> dict[str, Any]:
