@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("metaworld")
 
-from test_session_shutdown import wait_line
+from sim_session import SIM_ARGS, sim_command, wait_line
 
 from mile_ros.graph.topics import TOPICS
 from mile_ros.nodes.probe import unique_domain_id
@@ -66,26 +66,10 @@ def kill_leftovers(run: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-SIM_ARGS = [
-    "--iterations",
-    "1",
-    "--episodes",
-    "1",
-    "--eval-episodes",
-    "1",
-    "--max-episode-steps",
-    "40",
-    "--epochs",
-    "3",
-    "--mental-rollouts",
-    "1",
-]
-
-
 def start_sim(run: Path, init: Path, domain: int, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mile_ros.cli.main", "sim", *SIM_ARGS, "--out", str(run), "--init-policy", str(init)]
-    cmd += ["--domain-id", str(domain), *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        sim_command(run, init, domain, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 @pytest.fixture

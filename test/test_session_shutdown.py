@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
-import threading
 
 import pytest
 
 pytest.importorskip("rclpy")
 pytest.importorskip("metaworld")
+
+from sim_session import sim_command, wait_line
 
 from mile_ros.nodes.probe import unique_domain_id
 
@@ -27,30 +27,8 @@ def node_pids(run_dir, node: str = "") -> list[int]:
 
 
 def start(run, init, domain):
-    cmd = [
-        sys.executable,
-        "-m",
-        "mile_ros.cli.main",
-        "sim",
-        "--iterations",
-        "1",
-        "--episodes",
-        "2",
-        "--eval-episodes",
-        "1",
-        "--out",
-        str(run),
-        "--init-policy",
-        str(init),
-        "--max-episode-steps",
-        "40",
-        "--epochs",
-        "3",
-        "--mental-rollouts",
-        "1",
-        "--domain-id",
-        str(domain),
-    ]
+    # two training episodes: the resume below checks both
+    cmd = sim_command(run, init, domain, "--episodes", "2")
     # Started with SIGINT ignored, as a shell starts background jobs (and some CI runners): Ctrl-C
     # handling must not depend on the disposition the command inherits.
     return subprocess.Popen(
@@ -60,25 +38,6 @@ def start(run, init, domain):
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
-
-
-def wait_line(proc: subprocess.Popen, needle: str, timeout: float = 240) -> list[str]:
-    """The output lines up to the first holding ``needle``; a process still silent at the deadline is
-    killed, so a blocked ``readline`` ends and the test fails instead of hanging."""
-    watchdog = threading.Timer(timeout, proc.kill)
-    watchdog.start()
-    seen: list[str] = []
-    try:
-        while True:
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-            seen.append(line)
-            if needle in line:
-                return seen
-    finally:
-        watchdog.cancel()
-    raise AssertionError(f"{needle!r} not printed within {timeout} s; output:\n{''.join(seen)[-3000:]}")
 
 
 def test_ctrl_c_stops_everything_and_the_run_resumes(tmp_path, init):
