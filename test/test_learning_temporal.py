@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mile_ros.learning import InterventionDataset, MileConfig, Spec, build_model, fit_mile
+from mile_ros.learning import InterventionDataset, MileCheckpoint, MileConfig, Spec, build_model, fit_mile
 from mile_ros.learning.temporal import (
     StepTerms,
     TemporalConfig,
@@ -234,3 +234,28 @@ def test_fit_learns_the_wait_and_beats_per_step_prediction_of_starts():
     ll_mile = float(np.mean(np.where(y, np.log(q), np.log1p(-q))))
     assert ll_temporal > ll_mile + 0.01, (ll_temporal, ll_mile, ll_constant)
     assert np.isfinite(out["total"])
+
+
+def test_method_trains_from_an_initial_policy_and_its_checkpoint_keeps_the_temporal_model(tmp_path):
+    from mile_ros.baselines import mile_temporal
+    from mile_ros.learning import load_checkpoint
+
+    rng = np.random.default_rng(2)
+    record = _draw_record(rng, episodes=4, length=60)
+    spec = record.spec
+    init_net = build_model(spec, MileConfig(hidden=(16,), seed=3)).policy
+    init = MileCheckpoint(spec, init_net)
+    config = TemporalConfig(hidden=(16,), epochs=3, batch_size=64, window=16, max_wait=2, max_hold=4, seed=0)
+    ckpt = mile_temporal.train(record, init, config)
+    assert ckpt.meta["trainer"] == "mile_temporal" and ckpt.mental is not None
+    path = ckpt.save(tmp_path / "t.pt")
+    loaded = TemporalModel.from_checkpoint(load_checkpoint(path))
+    again = TemporalModel.from_checkpoint(ckpt)
+    a, b = filter_sequences(loaded, record), filter_sequences(again, record)
+    assert a["total"] == pytest.approx(b["total"], rel=1e-6)
+    np.testing.assert_allclose(loaded.log_wait().detach().numpy(), again.log_wait().detach().numpy())
+    # Another run continues from its own checkpoint, mental model included.
+    ckpt2 = mile_temporal.train(record, ckpt, config)
+    assert ckpt2.meta["temporal"]["max_wait"] == 2
+    with pytest.raises(ValueError, match="no temporal"):
+        TemporalModel.from_checkpoint(init)

@@ -26,6 +26,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,6 +126,11 @@ class TemporalModel(nn.Module):
             torch.tensor([w - 1 for w in range(1, self.max_wait + 1) for _ in range(w)], dtype=torch.long),
             persistent=False,
         )
+
+    @property
+    def policy(self) -> nn.Module:
+        """The policy network (what gets evaluated; rollout selection scores it)."""
+        return self.mile.policy
 
     @property
     def n_chain(self) -> int:
@@ -400,12 +406,14 @@ def fit_temporal(
     init: MileCheckpoint | None = None,
     prior: InterventionDataset | None = None,
     should_stop: Callable[[], bool] | None = None,
+    selection: Any = None,
 ) -> TemporalResult:
     """Fit the temporal model to ``dataset`` by maximum likelihood (the options as :func:`fit_mile`'s).
 
     The loss per minibatch is the record's negative log-likelihood per step over a batch of windows
     (``config.window`` steps each, ``batch_size // window`` per batch), plus the prior's and the
-    mental-model anchor's terms as in MILE.
+    mental-model anchor's terms as in MILE. ``selection`` (a ``RolloutSelection``) chooses the
+    weights by rollouts, as for MILE (simulation benchmarks only).
     """
     config = config or TemporalConfig()
     if len(dataset) == 0:
@@ -507,6 +515,7 @@ def fit_temporal(
         [*mile.scalar_parameters(with_stds=config.std_step == "scalar"), model.wait_logits, model.hold_bias],
         config.scalar_lr,
         should_stop,
+        **({"selection": selection} if selection is not None else {}),
     )
     return TemporalResult(model, config, loop, len(train), len(val))
 

@@ -1,0 +1,46 @@
+"""MILE with a temporal intervention model, behind the baselines' interface.
+
+The same networks and settings as ``mile`` (its config extends :class:`~mile_ros.learning.MileConfig`),
+but the record's likelihood follows takeovers over time: MILE's probit starts one, a learned number
+of concerned checks may come first, and a hazard on the state and the takeover's length hands back
+(:mod:`mile_ros.learning.temporal`, docs/learning.md "The temporal intervention model"). The
+checkpoint is an ordinary MILE checkpoint (its policy gets evaluated, its ``P(I=1|s)`` is MILE's);
+the hazard and the waiting mixture travel in ``meta["temporal"]``
+(:meth:`~mile_ros.learning.temporal.TemporalModel.from_checkpoint`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mile_ros.learning import InterventionDataset, MileCheckpoint
+from mile_ros.learning.temporal import TemporalConfig, fit_temporal
+
+from .common import merge_demos
+
+__all__ = ["TemporalConfig", "train"]
+
+NAME = "mile_temporal"
+CONFIG = TemporalConfig
+
+
+def train(
+    dataset: InterventionDataset,
+    init: MileCheckpoint,
+    config: TemporalConfig | None = None,
+    demos: InterventionDataset | None = None,
+    prior: InterventionDataset | None = None,
+    selection: Any = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> MileCheckpoint:
+    config = config or TemporalConfig()
+    data = merge_demos(dataset, demos)
+    # Continue this method's own previous fit with its mental model, as MILE does; any other
+    # learner's mental model is not this one's, so it starts as a copy of the policy.
+    if init.mental is not None and init.meta.get("trainer") == NAME:
+        start = init
+    else:
+        start = MileCheckpoint(init.spec, init.policy, None, config.cost, config.sigma)
+    result = fit_temporal(data, config, init=start, prior=prior, should_stop=should_stop, selection=selection)
+    return result.checkpoint(data.spec, trainer=NAME)
