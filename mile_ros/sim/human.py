@@ -528,6 +528,8 @@ class SimulatedHuman:
             wait_steps=int(human.get("wait_steps", 3)),
         )
         kwargs.update(overrides)
+        if "hold_mean" not in overrides:  # the preset's mean hold, but never below a longer minimum
+            kwargs["hold_mean"] = max(float(kwargs["hold_mean"]), float(kwargs["min_takeover_steps"]))
         return cls(expert, mental, env.spec, **kwargs)
 
 
