@@ -23,6 +23,7 @@ FIGURES = {
     "takeover": r"pad press -> human command out of arbitration.*\(2 presses\): median [\d.]+ ms",
     "graph": r"/camera/image_raw +published +\d+, recorded +\d+, lost \d+(.|\n)*messages lost in all: \d+",
     "sim": r"\| LunarLander-v3 \| [\d.]+ / -?\d+ \|",
+    "backends": r"\nprocess +[\d.]+ s +[\d.]+ ms +[\d.]+ ms\nray +[\d.]+ s",
 }
 
 

@@ -50,4 +50,9 @@ BENCHES: dict[str, Bench] = {
         "experts', initial policies' and the simulated human's figures and speed per task",
         ("--tasks", "LunarLander-v3", "--episodes", "2", "--mental-rollouts", "1", "--human-episodes", "1"),
     ),
+    "backends": Bench(
+        "mile_ros.benchmarks.backends",
+        "the experiments' process pool and Ray on the same cells: dispatch cost per job and per cell",
+        ("--skip-cells", "--jobs", "2"),
+    ),
 }

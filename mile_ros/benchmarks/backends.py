@@ -1,6 +1,6 @@
 """The benchmark's two backends on the same cells: identical results, and what each costs per cell.
 
-``python -m mile_ros.benchmarks.backends --address HOST:PORT`` (a running Ray cluster, e.g. a local
+``mile-ros bench backends --address HOST:PORT`` (a running Ray cluster, e.g. a local
 ``ray start --head --num-cpus 2``) measures
 
 1. dispatch: a job that does nothing, submitted and awaited one at a time (the first one includes
@@ -99,8 +99,7 @@ def cells(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="the Ray cluster (default: $RAY_ADDRESS or the one started here)")
     p.add_argument("--jobs", type=int, default=20, help="no-op jobs per dispatch measurement")
     p.add_argument("--task", default="LunarLander-v3")
@@ -108,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="smoke")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--skip-cells", action="store_true", help="only the dispatch figures")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The dispatch figures of both backends, then (unless ``--skip-cells``) the same cells through each."""
     print("dispatch of a no-op job (2 workers / the cluster's CPUs):")
     print("backend  first job (workers start)  one at a time (median)  in a batch (per job)")
     for backend in ("process", "ray"):
@@ -133,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     same = res["identical"]
     print(f"identical results: CSV (timings aside) {same['csv']}, records {same['records']}")
     return 0 if same["csv"] and same["records"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":
