@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -139,6 +140,8 @@ def test_screen_in_tmux_follows_a_simulated_session(tmp_path):
             sim.terminate()
         sim_out = sim.communicate(timeout=60)[0] if sim is not None else ""
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmux_dir / sock).unlink(missing_ok=True)  # the server's socket file stays behind otherwise
         published = {f"{m.position[0]:.3f}" for m in probe.messages("/mile/intervention_probability")}
         probe.close()
     assert sim.returncode == 0, sim_out[-3000:]
