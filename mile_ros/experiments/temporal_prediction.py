@@ -27,10 +27,11 @@ import numpy as np
 import torch
 
 from mile_ros.experiments.metrics import prediction_scores
-from mile_ros.learning import InterventionDataset, MileCheckpoint, MileConfig
+from mile_ros.learning import InterventionDataset, MileCheckpoint, MileConfig, load_checkpoint
 from mile_ros.learning.temporal import TemporalConfig, TemporalModel, filter_sequences, takeover_starts
 from mile_ros.sim import make_env, make_initial_policy
 from mile_ros.sim.human import make_simulated_human
+from mile_ros.sim.initial_policy import demonstrations_path
 from mile_ros.sim.rollout import episodes_to_dataset, run_episode
 
 TRAIN_SEED, TEST_SEED = 7_000_000, 8_000_000  # episode seeds, far from evaluation and mental-model seeds
@@ -115,12 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--max-wait", type=int, default=4)
     p.add_argument("--window", type=int, default=64)
+    p.add_argument("--init", type=Path, help="initial policy (default: made for the task, seed 0); demos beside it")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    init_policy = make_initial_policy(args.task, seed=0)
-    init, prior = init_policy.checkpoint, init_policy.demonstrations
+    if args.init:
+        init = load_checkpoint(args.init)
+        demos = demonstrations_path(args.init)
+        prior = InterventionDataset.load(demos) if Path(demos).is_file() else None
+    else:
+        init_policy = make_initial_policy(args.task, seed=0)
+        init, prior = init_policy.checkpoint, init_policy.demonstrations
     for seed in args.seeds:
         row = run_seed(args, seed, init, prior)
         with open(args.out / "results.jsonl", "a") as f:
