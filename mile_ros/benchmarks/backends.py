@@ -72,7 +72,7 @@ def _records_equal(a: Path, b: Path) -> bool:
     return True
 
 
-def cells(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
+def cells(args: argparse.Namespace, work: Path, order: tuple[str, ...] = ("process", "ray")) -> dict[str, dict]:
     from mile_ros.experiments import BenchmarkPlan, get_preset, run_benchmark
     from mile_ros.experiments.tasks import prepare_human, prepare_task
 
@@ -83,7 +83,7 @@ def cells(args: argparse.Namespace, work: Path) -> dict[str, dict[str, float]]:
     for seed in args.seeds:
         prepare_human(args.task, seed, preset, cache, {})
     out: dict[str, dict[str, float]] = {}
-    for backend in ("process", "ray"):
+    for backend in order:
         run = work / backend
         shutil.copytree(cache, run / "cache")
         t = time.perf_counter()
@@ -107,6 +107,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="smoke")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--skip-cells", action="store_true", help="only the dispatch figures")
+    p.add_argument("--repeats", type=int, default=1, help="cell runs, alternating which backend goes first")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,19 +123,24 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.skip_cells:
         return 0
-    with tempfile.TemporaryDirectory(prefix="backends-") as tmp:
-        res = cells(args, Path(tmp))
     print(f"\ncells: {args.task} {args.method} {args.preset}, seeds {args.seeds}, 1 iteration, 2 at a time")
-    print("backend  cells  wall      sum(cell_s)  overhead per cell")
-    for backend in ("process", "ray"):
-        r = res[backend]
-        print(
-            f"{backend:<8} {r['cells']:>5}  {r['wall_s']:>6.1f} s  {r['cell_s']:>9.1f} s"
-            f"  {r['overhead_per_cell_s']:>10.2f} s"
-        )
-    same = res["identical"]
-    print(f"identical results: CSV (timings aside) {same['csv']}, records {same['records']}")
-    return 0 if same["csv"] and same["records"] else 1
+    print("run  backend  cells  wall      sum(cell_s)  overhead per cell")
+    identical = True
+    for rep in range(args.repeats):
+        order = ("process", "ray") if rep % 2 == 0 else ("ray", "process")
+        with tempfile.TemporaryDirectory(prefix="backends-") as tmp:
+            res = cells(args, Path(tmp), order)
+        for backend in order:
+            r = res[backend]
+            print(
+                f"{rep + 1:>3}  {backend:<8} {r['cells']:>5}  {r['wall_s']:>6.1f} s  {r['cell_s']:>9.1f} s"
+                f"  {r['overhead_per_cell_s']:>10.2f} s",
+                flush=True,
+            )
+        same = res["identical"]
+        print(f"     identical results: CSV (timings aside) {same['csv']}, records {same['records']}", flush=True)
+        identical = identical and same["csv"] and same["records"]
+    return 0 if identical else 1
 
 
 def main(argv: list[str] | None = None) -> int:
