@@ -8,12 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from mile_ros.baselines import METHODS, PAPER_COST_SIGMA, default_config, merge_demos, train
+from mile_ros.baselines import METHODS, config_type, merge_demos, method_config, parse_options, train
 from mile_ros.baselines.bc_intervention import intervention_probability
 from mile_ros.baselines.iwr import count_balanced_weights
 from mile_ros.baselines.rlif import intervention_transitions
 from mile_ros.baselines.sirius import INTERVENTION, PRE_INTERVENTION, ROBOT, SiriusConfig, action_modes
-from mile_ros.learning import InterventionDataset, MileCheckpoint, Spec, build_policy, load_checkpoint
+from mile_ros.learning import (
+    InterventionDataset,
+    MileCheckpoint,
+    MileConfig,
+    RolloutSelection,
+    Spec,
+    build_policy,
+    load_checkpoint,
+)
 
 OBS, ACT = 3, 2
 
@@ -44,10 +52,10 @@ def make_init(spec: Spec, data: InterventionDataset, seed: int = 0) -> MileCheck
 
 def fast_config(method: str, discrete: bool):
     if method == "rlif":
-        return default_config("rlif", "LunarLander-v3" if discrete else "drawer-open-v3", actor_updates=60, n_critics=4)
+        return method_config("rlif", "LunarLander-v3" if discrete else "drawer-open-v3", actor_updates=60, n_critics=4)
     if method == "mile":
-        return default_config("mile", "drawer-open-v3", epochs=150, lr=3e-3, cost=0.5, sigma=1.0, patience=None)
-    return default_config(method, "drawer-open-v3", epochs=150, lr=3e-3, patience=None)
+        return method_config("mile", "drawer-open-v3", epochs=150, lr=3e-3, cost=0.5, sigma=1.0, patience=None)
+    return method_config(method, "drawer-open-v3", epochs=150, lr=3e-3, patience=None)
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -81,29 +89,103 @@ def test_unknown_method_and_setting_are_refused():
     with pytest.raises(ValueError, match="unknown method"):
         train("dagger", data, init)
     with pytest.raises(ValueError, match="unknown setting"):
-        default_config("iwr", "drawer-open-v3", epochz=3)
+        method_config("iwr", "drawer-open-v3", epochz=3)
+    with pytest.raises(ValueError, match="no variant 'paper'"):
+        method_config("iwr", variant="paper")
     with pytest.raises(TypeError, match="IWRConfig"):
-        train("iwr", data, init, default_config("sirius"))
+        train("iwr", data, init, method_config("sirius"))
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_options("paper,paper")
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_options("authors")
     other = MileCheckpoint(Spec(OBS + 1, ACT, frame_stack=1), build_policy((OBS + 1) * 2, ACT, False, (8,)))
     with pytest.raises(ValueError, match="obs_dim"):
         train("hg_dagger", data, other)
 
 
-def test_paper_hyperparameters_by_task():
-    assert default_config("mile", "drawer-open-v3").lr == 5e-4
-    assert default_config("mile", "drawer-open-v3", iterative=True).lr == 1e-4  # the authors' iterative rate
-    assert default_config("mile", "LunarLander-v3", iterative=True).lr == 1e-3  # measured, not the paper's
-    assert default_config("mile", "peg-insert-side-v3", iterative=True).lr == 5e-6  # measured, not the paper's
-    assert default_config("mile", "peg-insert-side-v3").lr == 1e-4
-    assert default_config("iwr", "LunarLander-v3").epochs == 200
-    peg = default_config("mile", "peg-insert-side-v3")
-    assert (peg.cost, peg.sigma, peg.lambda_mental) == (5.0, 5.0, 1.0)  # measured better than the paper's
-    assert PAPER_COST_SIGMA["peg-insert-side"] == (75.0, 175.0)
-    assert default_config("iwr", "peg-insert-side-v3").lr == 1e-6
-    assert default_config("hg_dagger", "drawer-open-v3", iterative=True).epochs == 300
-    assert default_config("hg_dagger", "drawer-open-v3").epochs == 1000
-    assert default_config("rlif", "LunarLander-v3").batch_size == 64
-    assert default_config("mile", "LunarLander-v3").hidden == (64, 64)
+def test_each_method_registers_one_config_whose_defaults_are_the_projects_choice():
+    """No task: the config's own defaults, which are the project's for iterative Metaworld training;
+    ``fit_mile``'s config alone is the chosen MILE, and the paper's stays one call away."""
+    for method in METHODS:
+        assert method_config(method) == config_type(method)()
+        assert method_config(method, "drawer-open-v3") == config_type(method)()  # its preset adds nothing
+    chosen = MileConfig()
+    assert (chosen.policy_std, chosen.std_step, chosen.lambda_mental) == ("shared", "network", 1.0)
+    assert chosen.cost_from_rate and chosen.learn_cost and chosen.learn_sigma and not chosen.select_best
+    assert (chosen.lr, chosen.epochs, chosen.cost, chosen.sigma) == (1e-4, 300, 5.0, 5.0)
+    paper = MileConfig.paper()
+    assert (paper.policy_std, paper.lambda_mental, paper.cost, paper.sigma) == ("state", 0.0, 60.0, 75.0)
+    assert not (paper.cost_from_rate or paper.learn_cost or paper.learn_sigma)
+    assert method_config("mile", variant="paper") == paper
+    assert parse_options("paper,lr=1e-4,learn_cost=true") == {"variant": "paper", "lr": 1e-4, "learn_cost": True}
+
+
+def test_per_task_settings_come_from_the_task_presets():
+    assert method_config("mile", "drawer-open-v3", iterative=False).lr == 5e-4  # the paper's single round
+    assert method_config("mile", "drawer-open-v3").lr == 1e-4  # the authors' iterative rate
+    assert method_config("mile", "LunarLander-v3").lr == 1e-3  # not the paper's (docs/results.md)
+    assert method_config("mile", "peg-insert-side-v3").lr == 5e-6  # not the paper's (docs/results.md)
+    assert method_config("mile", "peg-insert-side-v3", iterative=False).lr == 1e-4
+    assert method_config("iwr", "LunarLander-v3", iterative=False).epochs == 200
+    peg = method_config("mile", "peg-insert-side-v3")
+    assert (peg.cost, peg.sigma, peg.lambda_mental) == (5.0, 5.0, 1.0)
+    paper_peg = method_config("mile", "peg-insert-side-v3", variant="paper")
+    assert (paper_peg.cost, paper_peg.sigma, paper_peg.lr, paper_peg.policy_std) == (75.0, 175.0, 5e-6, "state")
+    assert method_config("iwr", "peg-insert-side-v3").lr == 1e-6
+    assert method_config("hg_dagger", "drawer-open-v3").epochs == 300
+    assert method_config("hg_dagger", "drawer-open-v3", iterative=False).epochs == 1000
+    assert method_config("hg_dagger", "button-press-v3").epochs == 1000
+    assert method_config("rlif", "LunarLander-v3").batch_size == 64
+    assert method_config("mile", "LunarLander-v3").hidden == (64, 64)  # a YAML list becomes the field's tuple
+    assert method_config("mile", "push-v3", iterative=False) == method_config("mile", "drawer-open-v3", iterative=False)
+
+
+def test_a_task_presets_unknown_training_setting_is_refused(tmp_path, monkeypatch):
+    from mile_ros.sim import presets
+
+    (tmp_path / "default.yaml").write_text("training:\n  iwr: {lr: 1.0e-3}\n")
+    (tmp_path / "typo-v3.yaml").write_text("training:\n  iwr: {epochz: 3}\n")
+    (tmp_path / "nomethod-v3.yaml").write_text("training:\n  dagger: {lr: 1.0}\n")
+    monkeypatch.setenv("MILE_ROS_SIM_PRESETS", str(tmp_path))
+    presets._read.cache_clear()
+    try:
+        assert method_config("iwr", "reach-v3").lr == 1e-3
+        with pytest.raises(ValueError, match=r"unknown setting.*training.iwr of typo-v3's preset.*epochz"):
+            method_config("iwr", "typo-v3")
+        with pytest.raises(ValueError, match="unknown method"):
+            method_config("iwr", "nomethod-v3")
+    finally:
+        presets._read.cache_clear()
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "rlif"])
+def test_rollout_selection_is_an_argument_of_the_one_training_function(method):
+    """``selection`` picks the best-scoring weights; a call without it is untouched by an earlier one."""
+    data = make_record(False)
+    init = make_init(data.spec, data)
+    config = method_config(method, "drawer-open-v3", epochs=4, lr=3e-3, batch_size=64)
+    scores = iter([0.0, 2.0, 1.0, 1.0])  # candidates before training and at epochs 1, 3 and the end (3)
+    kept = {}
+
+    def score(modules) -> float:
+        kept[len(kept)] = {k: v.clone() for k, v in modules[0].state_dict().items()}
+        return next(scores)
+
+    picked = train(method, data, init, config, selection=RolloutSelection(score, every=2))
+    assert picked.meta["best_epoch"] == 1
+    plain = train(method, data, init, config)
+    assert plain.meta["best_epoch"] == 3
+    policy_keys = picked.policy.state_dict().keys()
+    # MILE's candidates are its model (policy and mental model): compare the policy's part
+    prefix = "policy." if method == "mile" else ""
+    epoch1 = {k: kept[1][prefix + k] for k in policy_keys}
+    for k, v in picked.policy.state_dict().items():
+        torch.testing.assert_close(v, epoch1[k], rtol=0, atol=0)
+    assert any(not torch.equal(v, epoch1[k]) for k, v in plain.policy.state_dict().items())
+    with pytest.raises(ValueError, match="RLIF"):
+        train("rlif", data, init, method_config("rlif", actor_updates=2), selection=RolloutSelection(score))
+    with pytest.raises(ValueError, match="every >= 1"):
+        RolloutSelection(score, every=0)
 
 
 def test_iwr_weights_balance_interventions_and_robot_steps_by_count():
@@ -166,7 +248,7 @@ def test_rlif_rewards_only_the_takeover_and_chains_next_observations():
 def test_rlif_dqn_learns_to_avoid_the_overridden_action():
     data = make_record(True, episodes=6, steps=40)
     init = make_init(data.spec, data)
-    ckpt = train("rlif", data, init, default_config("rlif", "LunarLander-v3", actor_updates=150))
+    ckpt = train("rlif", data, init, method_config("rlif", "LunarLander-v3", actor_updates=150))
     takeover = torch.from_numpy(data.stacked_observations()[data.intervention])
     with torch.no_grad():
         p = ckpt.policy(takeover).exp()

@@ -47,6 +47,31 @@ def test_method_options_parse_into_typed_overrides():
     assert opts == {"continuous_form": "authors", "learn_cost": True, "epochs": 40, "lr": 1e-3}
     with pytest.raises(ValueError, match="key=value"):
         parse_method("mile@authors")
+    assert parse_method("mile@paper,lr=1e-4") == ("mile", {"variant": "paper", "lr": 1e-4})
+
+
+def test_a_plan_refuses_method_settings_no_cell_could_train_with():
+    """Resolved against every task's preset before any cell runs, not found by every cell failing."""
+    for bad, why in (("mile@epochz=3", "unknown setting"), ("iwr@paper", "no variant"), ("dagger", "unknown method")):
+        with pytest.raises(ValueError, match=why):
+            plan_cells(BenchmarkPlan("iterative", ["drawer-open-v3"], [bad], [0], 3, 1))
+    paper = plan_cells(BenchmarkPlan("single", ["peg-insert-side-v3"], ["mile@paper"], [0], 1, 1))
+    assert paper[0].method == "mile@paper"
+
+
+def test_a_cell_trains_a_methods_variant_with_the_tasks_values():
+    from mile_ros.experiments.cells import Cell, train_for_cell
+    from mile_ros.learning import MileCheckpoint, Spec, build_policy
+    from mile_ros.learning.synthetic import make_ground_truth, sample_record
+
+    spec = Spec(8, 4, frame_stack=0)
+    data = sample_record(make_ground_truth(spec, seed=0), episodes=2, steps=20, seed=1)
+    init = MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (8,)))
+    cell = Cell("iterative", "peg-insert-side-v3", "mile@paper,epochs=2", seed=1, iterations=3, episodes=1)
+    trained = train_for_cell(cell.method, data, init, cell, get_preset("quick"), 2, None)
+    config = trained.meta["config"]
+    assert (config["policy_std"], config["cost"], config["sigma"], config["lr"]) == ("state", 75.0, 175.0, 5e-6)
+    assert config["epochs"] == 2 and config["seed"] == 1002 and trained.meta["epochs_run"] == 2
 
 
 def test_plans_give_demos_to_the_baselines_only_and_single_is_one_iteration():

@@ -8,9 +8,8 @@ pytest.importorskip("rclpy")  # the test writes its bags with rclpy's serializer
 
 from test_graph_bags import OBS_DIM, write_episode
 
-from mile_ros.baselines import default_config
 from mile_ros.cli.main import main
-from mile_ros.learning import MileCheckpoint, Spec, build_policy, load_checkpoint
+from mile_ros.learning import MileCheckpoint, MileConfig, Spec, build_policy, load_checkpoint
 
 
 def test_train_command(tmp_path, capsys):
@@ -40,10 +39,10 @@ def test_train_command(tmp_path, capsys):
     assert "24 steps from 2 bags" in out.out and "zz" in out.err
     meta = load_checkpoint(tmp_path / "new.pt", expected=spec).meta
     assert meta["rows"] == 24
-    # given settings win; the rest are the benchmark's iterative MILE (anchor on, lr 1e-4)
+    # given settings win; the rest are the chosen MILE's (anchor on, lr 1e-4)
     assert meta["config"]["cost"] == 1 and meta["config"]["epochs"] == 2
-    assert meta["config"]["lambda_mental"] == default_config("mile", iterative=True).lambda_mental == 1.0
-    assert meta["config"]["lr"] == default_config("mile", iterative=True).lr
+    assert meta["config"]["lambda_mental"] == MileConfig().lambda_mental == 1.0
+    assert meta["config"]["lr"] == MileConfig().lr
     assert main([*args, "--out", str(tmp_path / "new.pt")]) == 2  # never overwrites
     assert "refusing to overwrite" in capsys.readouterr().err
     assert (
@@ -107,15 +106,15 @@ def test_train_with_the_initial_policys_demonstrations_as_prior(tmp_path, capsys
 
 
 def test_train_help_states_the_defaults_it_uses(capsys):
-    """The help text names the defaults without importing torch; they must not drift from default_config."""
+    """The help text names the defaults without importing torch; they must not drift from MileConfig."""
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    d = default_config("mile", iterative=True)
+    d = MileConfig()
     for phrase in (
-        f"MILE epochs (default {d.epochs})",
+        f"epochs (MILE's default {d.epochs})",
         f"minibatch size (default {d.batch_size})",
-        f"learning rate (default {d.lr:.0e}".replace("e-0", "e-"),
+        f"learning rate (MILE's default {d.lr:.0e}".replace("e-0", "e-"),
         "cost c starts (default: the bags' own rate decides)" if d.cost_from_rate else f"starts (default {d.cost:g})",
         f"sigma starts (default {d.sigma:g}; both are fitted)",
         f"anchor weight (default {d.lambda_mental:g};",

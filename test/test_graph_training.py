@@ -12,7 +12,7 @@ import time
 import pytest
 from test_graph_bags import OBS_DIM, write_episode
 
-from mile_ros.baselines import default_config
+from mile_ros.baselines import method_config
 from mile_ros.graph.bag_episode import _set_custom_data
 from mile_ros.graph.training import (
     TrainingError,
@@ -24,7 +24,7 @@ from mile_ros.graph.training import (
     train_from_bags,
     trainer_config,
 )
-from mile_ros.learning import MileCheckpoint, MileConfig, Spec, build_policy
+from mile_ros.learning import MileCheckpoint, MileConfig, Spec, build_policy, load_checkpoint
 from mile_ros.seeds import update_seed
 
 SPEC = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
@@ -86,11 +86,34 @@ def test_the_iteration_comes_from_the_training_episodes_sidecars(run):
     assert session_iteration(bags) == 6
 
 
-def test_an_updates_settings_are_the_default_mile_with_the_nodes_parameters():
-    config = trainer_config({"epochs": 7, "cost": 9.0, "seed": 2, "bags_dir": "elsewhere"}, update=3)
-    default = default_config("mile", iterative=True)
+def test_an_updates_settings_are_the_methods_own_with_the_parameters_that_are_set():
+    config = trainer_config({"epochs": 7, "cost": 9.0, "lr": None, "seed": 2, "bags_dir": "elsewhere"}, update=3)
+    default = method_config("mile")
     assert config.epochs == 7 and config.cost == 9.0 and config.seed == update_seed(2, 3)
+    assert config.lr == default.lr  # unset: the method's own
     assert config.policy_std == default.policy_std and config.learn_sigma == default.learn_sigma
+    paper = trainer_config({"options": "paper,sigma=3"}, update=1)
+    assert paper.policy_std == "state" and paper.sigma == 3.0 and paper.cost == 60.0
+    peg = trainer_config({"task": "peg-insert-side-v3", "method": "iwr"}, update=1)
+    assert peg == method_config("iwr", "peg-insert-side-v3", seed=update_seed(0, 1))
+    with pytest.raises(ValueError, match="cost: not a setting of iwr"):
+        trainer_config({"method": "iwr", "cost": 1.0}, update=1)
+    with pytest.raises(ValueError, match="unknown method"):
+        trainer_config({"method": "dagger"}, update=1)
+    with pytest.raises(ValueError, match="unknown setting"):
+        trainer_config({"options": "epochz=3"}, update=1)
+
+
+def test_any_method_trains_from_bags_and_says_which(run):
+    out = run / "ckpt" / "update_001.pt"
+    config = trainer_config({"method": "iwr", "epochs": 2, "batch_size": 8}, 1)
+    outcome = train_from_bags(run / "bags", run / "init.pt", out, config, threads=1, method="iwr")
+    meta = load_checkpoint(out).meta
+    assert meta["method"] == meta["trainer"] == "iwr" and meta["rows"] == outcome.rows == 30
+    assert meta["epochs_run"] == 2 and outcome.best_epoch == 1
+    with pytest.raises(TypeError, match="IWRConfig"):  # a config for another method is refused
+        train_from_bags(run / "bags", run / "init.pt", run / "x.pt", MileConfig(epochs=1), threads=1, method="iwr")
+    assert not (run / "x.pt").exists()
 
 
 def test_threads_follow_the_cores_actually_free():

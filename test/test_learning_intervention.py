@@ -131,7 +131,7 @@ def test_exact_tilted_density_integrates_to_one():
 
 def _model(discrete, cost=1.0, sigma=1.0):
     spec = Spec(6, 3, discrete, frame_stack=0)
-    return spec, build_model(spec, MileConfig(hidden=(32, 32), cost=cost, sigma=sigma, seed=1))
+    return spec, build_model(spec, MileConfig.paper(hidden=(32, 32), cost=cost, sigma=sigma, seed=1))
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -186,7 +186,7 @@ def test_policy_loss_never_reaches_mental_model(discrete, form):
     if not discrete and form == "authors":
         kw = {"continuous_form": "authors"}
     spec = Spec(6, 3, discrete, frame_stack=0)
-    model = build_model(spec, MileConfig(hidden=(16,), cost=0.5, sigma=1.0, learn_cost=True, **kw))
+    model = build_model(spec, MileConfig.paper(hidden=(16,), cost=0.5, sigma=1.0, learn_cost=True, **kw))
     obs = torch.randn(64, spec.stacked_dim)
     flag = torch.rand(64) < 0.5
     human = torch.randint(3, (64,)) if discrete else torch.randn(64, 3)

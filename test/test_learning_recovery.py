@@ -27,7 +27,7 @@ def test_mile_recovers_the_model_that_made_the_data(discrete, true_cost):
     record = sample_record(truth, episodes=40, steps=500, seed=2)
     assert 0.15 < record.intervention_rate < 0.5
 
-    config = MileConfig(
+    config = MileConfig.paper(
         hidden=(64, 64),
         lr=2e-3,
         batch_size=512,
@@ -74,7 +74,7 @@ def test_a_frozen_mental_model_stays_put_and_makes_the_cost_identifiable():
     torch.manual_seed(5)
     fresh_policy = build_policy(spec.stacked_dim, spec.act_dim, False, (64, 64))
     init = MileCheckpoint(spec, fresh_policy, copy.deepcopy(truth.model.mental), cost=0.5 * true_cost, sigma=1.0)
-    config = MileConfig(
+    config = MileConfig.paper(
         hidden=(64, 64),
         lr=2e-3,
         batch_size=512,
@@ -98,4 +98,4 @@ def test_a_frozen_mental_model_stays_put_and_makes_the_cost_identifiable():
     assert model.cost_value() == pytest.approx(true_cost, rel=0.25)
 
     with pytest.raises(ValueError, match="initial checkpoint"):
-        fit_mile(record, MileConfig(freeze_mental=True, epochs=1))
+        fit_mile(record, MileConfig.paper(freeze_mental=True, epochs=1))

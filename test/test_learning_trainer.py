@@ -16,10 +16,10 @@ from mile_ros.learning import (
     calibrate_cost,
     fit_mile,
     load_checkpoint,
-    select_by_rollouts,
 )
 from mile_ros.learning.synthetic import make_ground_truth, sample_record
 
+# Small and fast; the mechanics tests train the paper's MILE (a std per state, c and sigma fixed).
 QUICK = dict(hidden=(32, 32), lr=1e-3, batch_size=256, epochs=6, cost=1.0, sigma=1.0, patience=None, val_fraction=0.2)
 
 
@@ -30,16 +30,27 @@ def record():
 
 
 def test_same_seed_same_model(record):
-    a = fit_mile(record, MileConfig(**QUICK, seed=4))
-    b = fit_mile(record, MileConfig(**QUICK, seed=4))
+    a = fit_mile(record, MileConfig.paper(**QUICK, seed=4))
+    b = fit_mile(record, MileConfig.paper(**QUICK, seed=4))
     for pa, pb in zip(a.model.state_dict().values(), b.model.state_dict().values()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0)
-    c = fit_mile(record, MileConfig(**QUICK, seed=5))
+    c = fit_mile(record, MileConfig.paper(**QUICK, seed=5))
     assert not torch.equal(a.model.policy.mean_head.weight, c.model.policy.mean_head.weight)
 
 
+def test_fit_mile_alone_trains_the_chosen_mile(record):
+    """No config: the project's MILE (shared std, c from the record's rate, c and sigma fitted, the
+    anchor on), never the paper's constants."""
+    few = record.select(np.flatnonzero(record.episode == 0)[:64])
+    result = fit_mile(few)
+    assert result.config == MileConfig() and len(result.loop.history) == MileConfig().epochs
+    assert result.model.policy.std_mode == "shared" and result.model.mental.std_mode == "shared"
+    assert result.model.cost_value() != pytest.approx(MileConfig().cost)  # started from the rate, then fitted
+    assert result.checkpoint().meta["config"]["lambda_mental"] == 1.0
+
+
 def test_default_keeps_last_epoch_and_records_held_out_loss(record):
-    cfg = MileConfig(**{**QUICK, "epochs": 5}, seed=0)
+    cfg = MileConfig.paper(**{**QUICK, "epochs": 5}, seed=0)
     result = fit_mile(record, cfg)
     assert len(result.loop.history) == 5 and result.loop.best_epoch == 4
     assert all(np.isfinite(row["val_loss"]) for row in result.loop.history)
@@ -54,7 +65,7 @@ def test_default_keeps_last_epoch_and_records_held_out_loss(record):
 
 
 def test_model_selection_keeps_best_held_out_epoch(record):
-    result = fit_mile(record, MileConfig(**{**QUICK, "epochs": 12}, select_best=True, seed=0))
+    result = fit_mile(record, MileConfig.paper(**{**QUICK, "epochs": 12}, select_best=True, seed=0))
     vals = [row["val_loss"] for row in result.loop.history]
     assert result.loop.best_epoch == int(np.argmin(vals))
     assert result.val_rows > 0 and result.train_rows + result.val_rows == len(record)
@@ -64,7 +75,7 @@ def test_model_selection_keeps_best_held_out_epoch(record):
     assert result.loop.best_val == pytest.approx(min(vals))
 
 
-def test_rollout_selection_keeps_the_best_scored_weights_and_only_inside_its_block(record):
+def test_rollout_selection_keeps_the_best_scored_weights_and_only_when_given(record):
     """The authors' selection: candidates before training, every ``every`` epochs and at the end;
     the best score wins (the later one on a tie) and the model ends with exactly its weights."""
     scores = iter([0.1, 0.5, 0.2, 0.5, 0.3])  # candidates at epochs -1, 1, 3, 5, 6
@@ -75,31 +86,30 @@ def test_rollout_selection_keeps_the_best_scored_weights_and_only_inside_its_blo
         seen[len(seen)] = {k: v.clone() for k, v in model.policy.state_dict().items()}
         return next(scores)
 
-    cfg = MileConfig(**{**QUICK, "epochs": 7, "val_fraction": 0.0}, seed=0)
-    with select_by_rollouts(RolloutSelection(score, every=2)):
-        result = fit_mile(record, cfg)
+    cfg = MileConfig.paper(**{**QUICK, "epochs": 7, "val_fraction": 0.0}, seed=0)
+    result = fit_mile(record, cfg, selection=RolloutSelection(score, every=2))
     assert result.loop.rollout_scores == [(-1, 0.1), (1, 0.5), (3, 0.2), (5, 0.5), (6, 0.3)]
     assert result.loop.best_epoch == 5 and len(result.loop.history) == 7
     for k, v in result.model.policy.state_dict().items():
         torch.testing.assert_close(v, seen[3][k], rtol=0, atol=0)  # epoch 5's, not the last (6)
     assert any(not torch.equal(v, seen[4][k]) for k, v in result.model.policy.state_dict().items())
 
-    outside = fit_mile(record, cfg)  # outside the block: no rollouts, the last epoch's weights
+    outside = fit_mile(record, cfg)  # without it: no rollouts, the last epoch's weights
     assert outside.loop.rollout_scores == [] and outside.loop.best_epoch == 6
     for k, v in outside.model.policy.state_dict().items():
         torch.testing.assert_close(v, seen[4][k], rtol=0, atol=0)  # scoring did not change the training
-    with pytest.raises(ValueError, match="every >= 1"), select_by_rollouts(RolloutSelection(score, every=0)):
-        pass
+    with pytest.raises(ValueError, match="every >= 1"):
+        RolloutSelection(score, every=0)
 
 
 def test_early_stopping_stops(record):
-    cfg = MileConfig(**{**QUICK, "epochs": 400, "patience": 3, "lr": 5e-2}, select_best=True, seed=0)
+    cfg = MileConfig.paper(**{**QUICK, "epochs": 400, "patience": 3, "lr": 5e-2}, select_best=True, seed=0)
     result = fit_mile(record, cfg)
     assert result.loop.stopped_early and len(result.loop.history) < 400
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, record):
-    result = fit_mile(record, MileConfig(**QUICK))
+    result = fit_mile(record, MileConfig.paper(**QUICK))
     path = result.checkpoint(iteration=3).save(tmp_path / "ckpt.pt")
     raw = torch.load(path, weights_only=True)  # nothing but tensors and primitives inside
     assert raw["format"] == "mile_ros.checkpoint"
@@ -117,7 +127,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, record):
 
 
 def test_wrong_spec_corrupt_and_missing_checkpoints_are_refused(tmp_path, record):
-    result = fit_mile(record, MileConfig(**{**QUICK, "epochs": 1}))
+    result = fit_mile(record, MileConfig.paper(**{**QUICK, "epochs": 1}))
     path = result.checkpoint().save(tmp_path / "ckpt.pt")
     with pytest.raises(CheckpointError, match="obs_dim is 6, expected 39"):
         load_checkpoint(path, expected=Spec(39, 2, False, frame_stack=0))
@@ -136,7 +146,7 @@ def test_wrong_spec_corrupt_and_missing_checkpoints_are_refused(tmp_path, record
 
 
 def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path, record):
-    result = fit_mile(record, MileConfig(**{**QUICK, "epochs": 1}))
+    result = fit_mile(record, MileConfig.paper(**{**QUICK, "epochs": 1}))
     ckpt = result.checkpoint()
     path = ckpt.save(tmp_path / "ckpt.pt")
     before = path.read_bytes()
@@ -165,7 +175,7 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error(record):
     from mile_ros.learning import TrainingDivergedError
 
     with pytest.raises(TrainingDivergedError, match="loss is"):  # an absurd step size overflows the weights
-        fit_mile(record, MileConfig(**{**QUICK, "epochs": 3, "lr": 1e30}))
+        fit_mile(record, MileConfig.paper(**{**QUICK, "epochs": 3, "lr": 1e30}))
 
 
 def test_normaliser_keeps_a_feature_constant_in_its_data_within_a_few_units():
@@ -185,7 +195,7 @@ def test_normaliser_keeps_a_feature_constant_in_its_data_within_a_few_units():
 
 
 def test_a_shared_std_is_the_same_in_every_state_and_survives_a_checkpoint(tmp_path, record):
-    result = fit_mile(record, MileConfig(**QUICK, policy_std="shared"))
+    result = fit_mile(record, MileConfig.paper(**QUICK, policy_std="shared"))
     obs = torch.from_numpy(record.stacked_observations()[:200])
     for net in (result.model.policy, result.model.mental):
         _, std = net(obs)
@@ -196,14 +206,14 @@ def test_a_shared_std_is_the_same_in_every_state_and_survives_a_checkpoint(tmp_p
     for a, b in zip(result.model.policy(obs), back.policy(obs)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="policy_std"):
-        fit_mile(record, MileConfig(**QUICK, policy_std="per-state"))
+        fit_mile(record, MileConfig.paper(**QUICK, policy_std="per-state"))
 
 
 def test_a_shared_std_started_from_a_per_state_policy_keeps_its_mean_and_average_log_std(record):
     from mile_ros.learning import build_policy
     from mile_ros.learning.networks import load_policy_weights
 
-    init = fit_mile(record, MileConfig(**QUICK)).checkpoint()
+    init = fit_mile(record, MileConfig.paper(**QUICK)).checkpoint()
     obs = torch.from_numpy(record.stacked_observations())
     shared = build_policy(init.spec.stacked_dim, 2, False, init.policy.hidden, "shared")
     load_policy_weights(shared, init.policy, obs)
@@ -219,7 +229,7 @@ def test_a_shared_std_started_from_a_per_state_policy_keeps_its_mean_and_average
 
 
 def test_cost_from_rate_starts_at_the_records_own_intervention_rate(record):
-    config = MileConfig(**{**QUICK, "epochs": 1, "lr": 1e-9, "val_fraction": 0.0}, cost_from_rate=True)
+    config = MileConfig.paper(**{**QUICK, "epochs": 1, "lr": 1e-9, "val_fraction": 0.0}, cost_from_rate=True)
     result = fit_mile(record, config)
     obs = torch.from_numpy(record.stacked_observations())
     predicted = float(result.model.intervention_probability(obs).mean())
@@ -230,7 +240,7 @@ def test_cost_from_rate_starts_at_the_records_own_intervention_rate(record):
 def test_a_shared_std_started_far_too_small_reaches_the_humans_spread_within_one_update(record):
     from mile_ros.learning.trainer import build_model
 
-    config = MileConfig(
+    config = MileConfig.paper(
         **{**QUICK, "val_fraction": 0.0, "lr": 1e-4, "epochs": 60}, policy_std="shared", std_step="scalar"
     )
     model = build_model(record.spec, config)

@@ -23,7 +23,7 @@ from test_graph_bags import OBS_DIM, write_episode
 from mile_ros.graph.training import train_from_bags, trainer_config
 from mile_ros.learning import MileCheckpoint, Spec, build_policy, load_checkpoint
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
-from mile_ros.nodes.trainer_node import PARAMETERS
+from mile_ros.nodes.trainer_node import yaml_defaults
 from mile_ros.seeds import update_seed
 
 SPEC = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
@@ -148,6 +148,32 @@ def test_trainer_node_updates_and_announces(tmp_path):
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("update_*.pt")) == ["update_001.pt", "update_002.pt"]
 
 
+def test_trainer_node_trains_a_baseline_from_bags(tmp_path):
+    """method: any baseline trains on the robot's graph as in the benchmark (same function, same seed)."""
+    init = setup_run(tmp_path)
+    params = {k: v for k, v in settings_for(tmp_path, method="iwr").items() if k not in ("cost", "sigma")}
+    domain = unique_domain_id()
+    probe, node = Probe(domain), NodeProcess("trainer_node", domain, params, tmp_path)
+    try:
+        first = train(probe)
+        assert first["method"] == "iwr" and first["rows"] == 45 and first["seed"] == update_seed(0, 1)
+        ckpt = load_checkpoint(first["checkpoint"], expected=SPEC)
+        assert ckpt.meta["method"] == ckpt.meta["trainer"] == "iwr" and ckpt.mental is None
+        assert "training update 1 by iwr" in node.output()
+    finally:
+        node.stop()
+        probe.close()
+    config = trainer_config({**yaml_defaults(), **params}, 1)
+    reference = train_from_bags(tmp_path / "bags", init, tmp_path / "reference.pt", config, threads=1, method="iwr")
+    want = load_checkpoint(reference.checkpoint).policy.state_dict()
+    for key, value in ckpt.policy.state_dict().items():
+        assert torch.equal(want[key], value), key
+    # MILE's own settings are refused for a baseline, by name, before anything trains
+    with trainer(tmp_path, method="iwr", checkpoint_dir=str(tmp_path / "refused")) as (_, _, node):
+        assert node.proc.wait(60) != 0
+        assert "cost, sigma: not a setting of iwr" in node.output()
+
+
 def test_trainer_node_can_continue_from_its_latest_update(tmp_path):
     with trainer(tmp_path, train_from="previous") as (_, probe, _):
         first = train(probe)
@@ -207,8 +233,7 @@ def test_ctrl_c_mid_update_stops_at_once_and_the_resume_trains_it_again_alike(tm
         assert "was interrupted when its trainer stopped: training it again" in node.output()
     assert resumed["checkpoint"] == str(ckpt_dir / "update_001.pt") and resumed["seed"] == update_seed(0, 1)
     assert not resumed["reused"] and record(tmp_path, 1)["state"] == "done"
-    defaults = {p.name: p.default for p in PARAMETERS}
-    s = {**defaults, **settings_for(tmp_path, epochs=LONG_EPOCHS)}
+    s = {**yaml_defaults(), **settings_for(tmp_path, epochs=LONG_EPOCHS)}
     config = trainer_config(s, 1)  # what the node trains update 1 with
     reference = train_from_bags(tmp_path / "bags", init, tmp_path / "reference.pt", config, threads=1)
     got, want = load_checkpoint(resumed["checkpoint"]), load_checkpoint(reference.checkpoint)

@@ -1,27 +1,36 @@
 """MILE and the baselines it is compared with, all behind one interface.
 
-    checkpoint = train(method, dataset, init, config=None, demos=None, prior=None)
+    config = method_config(method, task=None, iterative=True, **overrides)
+    checkpoint = train(method, dataset, init, config=None, demos=None, prior=None,
+                       selection=None, should_stop=None)
 
-``init`` is the common initial policy: every method fine-tunes a clone of it. ``config`` defaults to
-:func:`default_config` (the paper's appendix D for the task); ``demos`` adds expert demonstrations
-as intervened steps (the offline-demonstration ablation); ``prior`` is what the initial policy was
-cloned from (D0), aggregated with the record by every method but RLIF (an RL learner that takes no
-prior: it ignores one). The returned checkpoint's policy is what
-gets evaluated. One module per method, readable top to bottom: ``mile``, ``bc_intervention``,
-``hg_dagger``, ``iwr``, ``sirius``, ``rlif``.
+One module per method, readable top to bottom: ``mile``, ``bc_intervention``, ``hg_dagger``, ``iwr``,
+``sirius``, ``rlif``. Each registers one config dataclass (``CONFIG``) whose defaults are the
+project's chosen settings; per-task values live in the task presets (``sim/<task>.yaml``, section
+``training``), so :func:`method_config` is the only way a setting gets chosen. :func:`train` is the
+one function that trains any method: the benchmark, ``mile-ros replay``, ``mile-ros train`` and the
+trainer node all call it.
+
+``init`` is the common initial policy: every method fine-tunes a clone of it. ``demos`` adds expert
+demonstrations as intervened steps (the offline-demonstration ablation); ``prior`` is what the
+initial policy was cloned from (D0), aggregated with the record by every method but RLIF (an RL
+learner that takes no prior: it ignores one). ``selection`` chooses the weights by rollouts
+(simulation benchmarks only); ``should_stop`` is checked between minibatches. The returned
+checkpoint's policy is what gets evaluated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields, replace
+from types import ModuleType
 from typing import Any
 
-from mile_ros.learning import InterventionDataset, MileCheckpoint, MileConfig
+from mile_ros.learning import InterventionDataset, MileCheckpoint, RolloutSelection
 
 from . import bc_intervention, hg_dagger, iwr, mile, rlif, sirius
 from .bc_intervention import BCInterventionConfig
-from .common import BaselineConfig, merge_demos, task_key
+from .common import BaselineConfig, merge_demos
 from .hg_dagger import HGDaggerConfig
 from .iwr import IWRConfig
 from .rlif import RLIFConfig
@@ -29,103 +38,127 @@ from .sirius import SiriusConfig
 
 __all__ = [
     "METHODS",
-    "PAPER_COST_SIGMA",
+    "VARIANTS",
     "BCInterventionConfig",
     "BaselineConfig",
     "HGDaggerConfig",
     "IWRConfig",
     "RLIFConfig",
     "SiriusConfig",
-    "default_config",
+    "config_type",
     "merge_demos",
-    "task_key",
+    "method_config",
+    "parse_options",
+    "setting_names",
+    "task_training",
     "train",
 ]
 
-_TRAINERS: dict[str, tuple[Callable[..., MileCheckpoint], type]] = {
-    "mile": (mile.train, MileConfig),
-    "bc_intervention": (bc_intervention.train, BCInterventionConfig),
-    "hg_dagger": (hg_dagger.train, HGDaggerConfig),
-    "iwr": (iwr.train, IWRConfig),
-    "sirius": (sirius.train, SiriusConfig),
-    "rlif": (rlif.train, RLIFConfig),
-}
-METHODS: tuple[str, ...] = tuple(_TRAINERS)
-
-# The paper's appendix D, per task column. Epochs: (single iteration, iterative); the iterative
-# Metaworld runs used 300 epochs per iteration. BC-intervention is not in the table: it takes
-# HG-DAgger's settings, the closest plain-BC learner.
-# LunarLander is the exception, measured (docs/results-history.md, single iteration, 5 seeds): at the
-# paper's 1e-5...5e-6 with batch 1024 a few episodes give a few hundred tiny steps and no learner
-# moved from the initial policy (return -197 -> -80...-156); at 1e-3 for 200 epochs, for every
-# imitation learner and MILE, MILE reached 128 and IWR 124.
-_LUNAR_LR, _LUNAR_EPOCHS = 1e-3, 200
-_BC_LR = {
-    "hg_dagger": {"lunarlander": _LUNAR_LR, "button-press": 5e-5, "drawer-open": 1e-4, "peg-insert-side": 5e-6},
-    "iwr": {"lunarlander": _LUNAR_LR, "button-press": 5e-6, "drawer-open": 1e-4, "peg-insert-side": 1e-6},
-    "sirius": {"lunarlander": _LUNAR_LR, "button-press": 5e-6, "drawer-open": 1e-4, "peg-insert-side": 1e-6},
-}
-_BC_LR["bc_intervention"] = _BC_LR["hg_dagger"]
-_BC_EPOCHS = {
-    "lunarlander": (_LUNAR_EPOCHS, _LUNAR_EPOCHS),
-    "button-press": (1000, 1000),
-    "drawer-open": (1000, 300),
-    "peg-insert-side": (1000, 300),
-}
-# MILE: rates (single iteration, iterative), epochs, where c and sigma start, hidden, lambda_mental.
-# The paper's rates and networks (the authors' iterative Metaworld schedule: 300 epochs per round at
-# 1e-4, docs/mile-model.md); iterative peg-insert at the baselines' 5e-6. Why these values:
-# docs/results-history.md ("Which scale of cost and probit scale", "Why MILE falls on peg-insert").
-# c and sigma are fitted to the record (default_config below), so the 5s are only where sigma starts.
-_MILE = {
-    "lunarlander": ((_LUNAR_LR, _LUNAR_LR), _LUNAR_EPOCHS, 5.0, 5.0, (64, 64), 1.0),
-    "button-press": ((1e-4, 1e-4), 300, 5.0, 5.0, (256, 256), 1.0),
-    "drawer-open": ((5e-4, 1e-4), 300, 5.0, 5.0, (256, 256), 1.0),
-    "peg-insert-side": ((1e-4, 5e-6), 300, 5.0, 5.0, (256, 256), 1.0),
-}
-PAPER_COST_SIGMA = {
-    "lunarlander": (3.0, 1.0),
-    "button-press": (150.0, 200.0),
-    "drawer-open": (60.0, 75.0),
-    "peg-insert-side": (75.0, 175.0),
-}
-_RLIF_BATCH = {"lunarlander": 64}
-_RLIF_LR = {"lunarlander": 5e-4}
+_MODULES: dict[str, ModuleType] = {m.NAME: m for m in (mile, bc_intervention, hg_dagger, iwr, sirius, rlif)}
+METHODS: tuple[str, ...] = tuple(_MODULES)
+# Named alternatives to a method's defaults: a classmethod of its config, plus the task presets'
+# values under ``training.<variant>``. "paper": the authors' settings (MileConfig.paper).
+VARIANTS: dict[str, tuple[str, ...]] = {"mile": ("paper",)}
+# Sections of a preset's ``training`` mapping that are not method names.
+_SECTIONS = ("single", "paper")
 
 
-def default_config(method: str, task: str | None = None, iterative: bool = False, **overrides: Any) -> Any:
-    """The paper's hyperparameters for ``method`` on ``task``, plus ``overrides`` (unknown names raise)."""
-    if method not in _TRAINERS:
+def _module(method: str) -> ModuleType:
+    if method not in _MODULES:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    key = task_key(task)
-    if method == "mile":
-        (single_lr, iterative_lr), epochs, cost, sigma, hidden, anchor = _MILE[key]
-        lr = iterative_lr if iterative else single_lr
-        # One std per action dimension (docs/learning.md, "The policy's std"); c starts where the
-        # predicted rate is the record's own and c and sigma are fitted by maximum likelihood, so the
-        # table's c and sigma are only where sigma starts (docs/results.md, "MILE's policy std").
-        config: Any = MileConfig(
-            lr=lr,
-            cost=cost,
-            sigma=sigma,
-            hidden=hidden,
-            epochs=epochs,
-            lambda_mental=anchor,
-            policy_std="shared",
-            cost_from_rate=True,
-            learn_cost=True,
-            learn_sigma=True,
-        )
-    elif method == "rlif":
-        config = RLIFConfig(lr=_RLIF_LR.get(key, 3e-4), batch_size=_RLIF_BATCH.get(key, 256))
-    else:
-        single, multi = _BC_EPOCHS[key]
-        config = _TRAINERS[method][1](lr=_BC_LR[method][key], epochs=multi if iterative else single)
-    known = {f.name for f in fields(config)}
-    unknown = set(overrides) - known
+    return _MODULES[method]
+
+
+def config_type(method: str) -> type:
+    """The config dataclass ``method`` registers."""
+    return _module(method).CONFIG
+
+
+def setting_names(method: str) -> set[str]:
+    """The names of ``method``'s settings (its config's fields)."""
+    return {f.name for f in fields(config_type(method))}
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_options(text: str) -> dict[str, Any]:
+    """``"paper,lr=1e-4,learn_cost=false"`` -> ``{"variant": "paper", "lr": 0.0001, "learn_cost": False}``.
+
+    Settings are ``key=value`` (numbers and true/false converted); one bare word names a variant
+    (:data:`VARIANTS`; which method has it is checked by :func:`method_config`).
+    """
+    known = sorted({v for names in VARIANTS.values() for v in names})
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            if "variant" in options or key not in known:
+                raise ValueError(f"option {item!r} in {text!r} is not key=value (or one variant: {', '.join(known)})")
+            options["variant"] = key
+            continue
+        options[key.strip()] = _value(value.strip())
+    return options
+
+
+def task_training(task: str) -> dict[str, Any]:
+    """The ``training`` section of ``task``'s preset (its own file over ``default.yaml``)."""
+    try:
+        from mile_ros.sim.presets import load_preset
+    except ImportError as exc:  # the simulation extra is not installed (a robot's trainer machine)
+        raise ValueError(f"per-task settings for {task!r} need the simulation presets: {exc}") from exc
+    training = load_preset(task).get("training") or {}
+    if not isinstance(training, dict):
+        raise ValueError(f"the preset of {task!r}: training must be a mapping")
+    unknown = sorted(set(training) - set(METHODS) - set(_SECTIONS))
     if unknown:
-        raise ValueError(f"unknown setting(s) for {method}: {sorted(unknown)}")
-    return replace(config, **overrides)
+        raise ValueError(f"the preset of {task!r} has training settings for unknown method(s) {unknown}")
+    return training
+
+
+def _checked(config: Any, values: dict[str, Any], where: str) -> Any:
+    """``config`` with ``values``; unknown names raise (a typo must not pass silently); YAML lists
+    become tuples where the field holds a tuple."""
+    current = {f.name: getattr(config, f.name) for f in fields(config)}
+    unknown = sorted(set(values) - set(current))
+    if unknown:
+        raise ValueError(f"unknown setting(s) for {type(config).__name__} ({where}): {unknown}")
+    values = {k: tuple(v) if isinstance(current[k], tuple) and isinstance(v, list) else v for k, v in values.items()}
+    return replace(config, **values)
+
+
+def method_config(
+    method: str, task: str | None = None, iterative: bool = True, variant: str | None = None, **overrides: Any
+) -> Any:
+    """The settings ``method`` trains with: its config's defaults, then ``task``'s preset values
+    (``training.<method>``; ``training.single.<method>`` on top for a single round, ``iterative``
+    false), then ``overrides``. ``variant`` names an alternative such as ``"paper"`` (:data:`VARIANTS`).
+    Without a task, no preset: the defaults are the project's choice for any Metaworld task."""
+    cls = config_type(method)
+    if variant is not None and variant not in VARIANTS.get(method, ()):
+        choices = ", ".join(VARIANTS.get(method, ())) or "none"
+        raise ValueError(f"{method} has no variant {variant!r} (variants: {choices})")
+    config = getattr(cls, variant)() if variant else cls()
+    if task is not None:
+        training = task_training(task)
+        layers = [("", training.get(method))]
+        if not iterative:
+            layers.append(("single.", (training.get("single") or {}).get(method)))
+        if variant:
+            layers.append((f"{variant}.", (training.get(variant) or {}).get(method)))
+        for prefix, values in layers:
+            if values:
+                config = _checked(config, dict(values), f"training.{prefix}{method} of {task}'s preset")
+    return _checked(config, overrides, "overrides")
 
 
 def train(
@@ -135,24 +168,29 @@ def train(
     config: Any = None,
     demos: InterventionDataset | None = None,
     prior: InterventionDataset | None = None,
+    selection: RolloutSelection | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MileCheckpoint:
-    """Train ``method`` on ``dataset`` (and ``prior``) from a clone of ``init``; its policy gets evaluated."""
-    if method not in _TRAINERS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    """Train ``method`` on ``dataset`` (and ``prior``) from a clone of ``init``; its policy gets evaluated.
+
+    ``config`` defaults to ``method_config(method)``.
+    """
+    module = _module(method)
     mismatch = init.spec.describe_mismatch(dataset.spec)
     if mismatch:
         raise ValueError(f"the initial policy does not fit the data: {mismatch}")
-    fn, config_type = _TRAINERS[method]
-    config = config if config is not None else default_config(method)
-    if not isinstance(config, config_type):
-        raise TypeError(f"{method} takes a {config_type.__name__}, got {type(config).__name__}")
+    config = config if config is not None else module.CONFIG()
+    if not isinstance(config, module.CONFIG):
+        raise TypeError(f"{method} takes a {module.CONFIG.__name__}, got {type(config).__name__}")
     if prior is not None:
         mismatch = dataset.spec.describe_mismatch(prior.spec)
         if mismatch:
             raise ValueError(f"the prior does not fit the data: {mismatch}")
     if method == "rlif" or not getattr(config, "lambda_prior", 0):
         prior = None
-    checkpoint = fn(dataset, init, config, demos) if method == "rlif" else fn(dataset, init, config, demos, prior)
+    if selection is not None and method == "rlif":
+        raise ValueError("rollout selection picks among epochs; RLIF trains by updates: train it without selection")
+    checkpoint = module.train(dataset, init, config, demos, prior, selection=selection, should_stop=should_stop)
     checkpoint.meta["prior_rows"] = 0 if prior is None else len(prior)
     checkpoint.meta.setdefault("method", method)
     return checkpoint

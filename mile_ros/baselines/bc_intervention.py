@@ -10,6 +10,7 @@ saved in the checkpoint's ``meta`` and :func:`intervention_probability` reads it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from mile_ros.learning import (
     MileCheckpoint,
     PolicyNet,
     PriorTerm,
+    RolloutSelection,
     holdout_mask,
     joint_rows,
     train_loop,
@@ -31,14 +33,16 @@ from .common import BaselineConfig, clone_policy, merge_demos
 
 __all__ = ["BCInterventionConfig", "intervention_probability", "train"]
 
+NAME = "bc_intervention"
 CLASSIFIER_KEY = "intervention_classifier"
 
 
 @dataclass
 class BCInterventionConfig(BaselineConfig):
-    lr: float = 1e-4
-    epochs: int = 1000
     lambda_classifier: float = 1.0
+
+
+CONFIG = BCInterventionConfig
 
 
 def _labels(data: InterventionDataset) -> Tensor:
@@ -53,6 +57,8 @@ def train(
     config: BCInterventionConfig | None = None,
     demos: InterventionDataset | None = None,
     prior: InterventionDataset | None = None,
+    selection: RolloutSelection | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MileCheckpoint:
     config = config or BCInterventionConfig()
     data = merge_demos(dataset, demos)
@@ -82,7 +88,9 @@ def train(
 
     val_loss = (lambda: float(nll_sum(val_idx) / len(val_idx))) if len(val_idx) else None
     n_rows = joint_rows(len(train_idx), prior_term)
-    loop = train_loop([policy, head], batch_loss, n_rows, config, val_loss, "BC-int")
+    loop = train_loop(
+        [policy, head], batch_loss, n_rows, config, val_loss, "BC-int", should_stop=should_stop, selection=selection
+    )
     meta = {
         "trainer": "bc_intervention",
         "epochs_run": len(loop.history),

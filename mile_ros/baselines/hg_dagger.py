@@ -6,21 +6,26 @@ The policy is fine-tuned from a clone of the common initial policy on the aggreg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from mile_ros.learning import InterventionDataset, MileCheckpoint
+from mile_ros.learning import InterventionDataset, MileCheckpoint, RolloutSelection
 
 from .common import BaselineConfig, merge_prior, weight_prior, weighted_bc
+
+NAME = "hg_dagger"
 
 __all__ = ["HGDaggerConfig", "train"]
 
 
 @dataclass
 class HGDaggerConfig(BaselineConfig):
-    lr: float = 1e-4
-    epochs: int = 1000
+    """HG-DAgger's settings: plain weighted BC (the shared ones)."""
+
+
+CONFIG = HGDaggerConfig
 
 
 def train(
@@ -29,10 +34,14 @@ def train(
     config: HGDaggerConfig | None = None,
     demos: InterventionDataset | None = None,
     prior: InterventionDataset | None = None,
+    selection: RolloutSelection | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MileCheckpoint:
     config = config or HGDaggerConfig()
     data = merge_prior(dataset, demos, prior)
     weights = data.intervention.astype(np.float32)
     weights = weight_prior(data, weights, config.lambda_prior)
-    policy, info = weighted_bc(data, init, data.human_action, weights, config, desc="HG-DAgger")
+    policy, info = weighted_bc(
+        data, init, data.human_action, weights, config, desc="HG-DAgger", selection=selection, should_stop=should_stop
+    )
     return MileCheckpoint(data.spec, policy, meta={"trainer": "hg_dagger", **info})

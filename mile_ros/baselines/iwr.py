@@ -8,21 +8,22 @@ interventions and the robot's own steps each carry half of the total weight:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from mile_ros.learning import InterventionDataset, MileCheckpoint
+from mile_ros.learning import InterventionDataset, MileCheckpoint, RolloutSelection
 
 from .common import BaselineConfig, human_or_robot_actions, merge_prior, weight_prior, weighted_bc
+
+NAME = "iwr"
 
 __all__ = ["IWRConfig", "count_balanced_weights", "train"]
 
 
 @dataclass
 class IWRConfig(BaselineConfig):
-    lr: float = 1e-4
-    epochs: int = 1000
     intervention_share: float = 0.5  # fraction of the total weight carried by intervention samples
 
 
@@ -36,16 +37,30 @@ def count_balanced_weights(intervention: np.ndarray, share: float = 0.5) -> np.n
     return np.where(flag, share * n / n_int, (1.0 - share) * n / n_robot).astype(np.float32)
 
 
+CONFIG = IWRConfig
+
+
 def train(
     dataset: InterventionDataset,
     init: MileCheckpoint,
     config: IWRConfig | None = None,
     demos: InterventionDataset | None = None,
     prior: InterventionDataset | None = None,
+    selection: RolloutSelection | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MileCheckpoint:
     config = config or IWRConfig()
     data = merge_prior(dataset, demos, prior)
     weights = count_balanced_weights(data.intervention, config.intervention_share)
     weights = weight_prior(data, weights, config.lambda_prior)
-    policy, info = weighted_bc(data, init, human_or_robot_actions(data), weights, config, desc="IWR")
+    policy, info = weighted_bc(
+        data,
+        init,
+        human_or_robot_actions(data),
+        weights,
+        config,
+        desc="IWR",
+        selection=selection,
+        should_stop=should_stop,
+    )
     return MileCheckpoint(data.spec, policy, meta={"trainer": "iwr", **info})

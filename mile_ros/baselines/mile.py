@@ -2,16 +2,23 @@
 
 The mental model starts as a copy of the initial policy (the robot the human has been watching);
 demonstrations, when given, are added as intervened steps like for every other method; the prior
-(the initial policy's own demonstrations) adds its log-likelihood under the policy.
+(the initial policy's own demonstrations) adds its log-likelihood under the policy. Its config is
+the core's :class:`~mile_ros.learning.MileConfig` (the project's chosen MILE; ``MileConfig.paper()``
+the authors').
 """
 
 from __future__ import annotations
 
-from mile_ros.learning import InterventionDataset, MileCheckpoint, MileConfig, fit_mile
+from collections.abc import Callable
+
+from mile_ros.learning import InterventionDataset, MileCheckpoint, MileConfig, RolloutSelection, fit_mile
 
 from .common import merge_demos
 
 __all__ = ["MileConfig", "train"]
+
+NAME = "mile"
+CONFIG = MileConfig
 
 
 def train(
@@ -20,6 +27,8 @@ def train(
     config: MileConfig | None = None,
     demos: InterventionDataset | None = None,
     prior: InterventionDataset | None = None,
+    selection: RolloutSelection | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MileCheckpoint:
     config = config or MileConfig()
     data = merge_demos(dataset, demos)
@@ -29,5 +38,5 @@ def train(
         start = init
     else:
         start = MileCheckpoint(init.spec, init.policy, None, config.cost, config.sigma)
-    result = fit_mile(data, config, init=start, prior=prior)
+    result = fit_mile(data, config, init=start, prior=prior, should_stop=should_stop, selection=selection)
     return result.checkpoint(trainer="mile")

@@ -23,6 +23,7 @@ critic ensemble and no symmetric sampling between two buffers.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +32,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mile_ros.learning import CategoricalMLP, GaussianMLP, InterventionDataset, MileCheckpoint, Normalizer
+from mile_ros.learning import (
+    CategoricalMLP,
+    GaussianMLP,
+    InterventionDataset,
+    MileCheckpoint,
+    Normalizer,
+    RolloutSelection,
+    TrainingInterruptedError,
+)
 
 from .common import clone_policy
 
 __all__ = ["RLIFConfig", "Transitions", "intervention_transitions", "train"]
+
+NAME = "rlif"
 
 
 @dataclass
@@ -55,6 +66,9 @@ class RLIFConfig:
     dqn_temperature: float = 0.1  # softmax temperature of the DQN policy's Q-values
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+CONFIG = RLIFConfig
 
 
 @dataclass
@@ -146,8 +160,17 @@ class _CriticEnsemble(nn.Module):
         return torch.stack([net(x).squeeze(-1) for net in self.nets])
 
 
+def _stop_check(should_stop: Callable[[], bool] | None, what: str) -> None:
+    if should_stop is not None and should_stop():
+        raise TrainingInterruptedError(f"RLIF: stopped at {what}")
+
+
 def _train_sac(
-    record: Transitions, prior: Transitions | None, init: MileCheckpoint, cfg: RLIFConfig
+    record: Transitions,
+    prior: Transitions | None,
+    init: MileCheckpoint,
+    cfg: RLIFConfig,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[GaussianMLP, dict]:
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -169,8 +192,9 @@ def _train_sac(
         return a, dist.log_prob(a).sum(-1)
 
     critic_losses, actor_losses = [], []
-    for _ in range(cfg.actor_updates):
+    for update in range(cfg.actor_updates):
         for _ in range(cfg.utd):
+            _stop_check(should_stop, f"actor update {update}")
             obs, act, rew, nxt, done = sampler.sample(cfg.batch_size)
             with torch.no_grad():
                 a2, logp2 = sample_action(nxt)
@@ -207,7 +231,11 @@ def _train_sac(
 
 
 def _train_dqn(
-    record: Transitions, prior: Transitions | None, init: MileCheckpoint, cfg: RLIFConfig
+    record: Transitions,
+    prior: Transitions | None,
+    init: MileCheckpoint,
+    cfg: RLIFConfig,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[CategoricalMLP, dict]:
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -220,7 +248,8 @@ def _train_dqn(
     opt = torch.optim.Adam(q_net.parameters(), lr=cfg.lr)
     sampler = _Sampler(record, prior, True, gen)
     losses = []
-    for _ in range(cfg.actor_updates * cfg.utd):
+    for update in range(cfg.actor_updates * cfg.utd):
+        _stop_check(should_stop, f"update {update}")
         obs, act, rew, nxt, done = sampler.sample(cfg.batch_size)
         with torch.no_grad():
             best = q_values(q_net, nxt).argmax(-1, keepdim=True)  # double DQN: online net picks, target rates
@@ -250,18 +279,25 @@ def train(
     init: MileCheckpoint,
     config: RLIFConfig | None = None,
     demos: InterventionDataset | None = None,
+    prior: InterventionDataset | None = None,
+    selection: RolloutSelection | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MileCheckpoint:
+    """RLIF on the record (and ``demos``). It takes no ``prior`` (an RL learner: it ignores one) and
+    no rollout ``selection`` (it trains by updates, not epochs)."""
+    if selection is not None:
+        raise ValueError("rollout selection picks among epochs; RLIF trains by updates")
     cfg = config or RLIFConfig()
     if len(dataset) == 0:
         raise ValueError("RLIF needs at least one recorded step")
     record = intervention_transitions(dataset)
-    prior = intervention_transitions(demos, demo=True) if demos is not None and len(demos) else None
+    demo_part = intervention_transitions(demos, demo=True) if demos is not None and len(demos) else None
     learner = _train_dqn if dataset.spec.discrete else _train_sac
-    policy, info = learner(record, prior, init, cfg)
+    policy, info = learner(record, demo_part, init, cfg, should_stop)
     meta = {
         "trainer": "rlif",
         "transitions": len(record),
-        "demo_transitions": len(prior) if prior else 0,
+        "demo_transitions": len(demo_part) if demo_part else 0,
         **info,
     }
     return MileCheckpoint(dataset.spec, policy, meta=meta)

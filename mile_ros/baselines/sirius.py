@@ -9,13 +9,16 @@ remaining samples keep their natural ratio.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from mile_ros.learning import InterventionDataset, MileCheckpoint
+from mile_ros.learning import InterventionDataset, MileCheckpoint, RolloutSelection
 
 from .common import BaselineConfig, human_or_robot_actions, merge_prior, weight_prior, weighted_bc
+
+NAME = "sirius"
 
 __all__ = [
     "INTERVENTION",
@@ -32,8 +35,6 @@ ROBOT, INTERVENTION, PRE_INTERVENTION = 0, 1, 2
 
 @dataclass
 class SiriusConfig(BaselineConfig):
-    lr: float = 1e-4
-    epochs: int = 1000
     preintervention_window: int = 15  # robot steps before each takeover that count as pre-intervention
     preintervention_weight: float = 0.0  # relative to robot steps; 0 drops them
     intervention_share: float = 0.5  # fraction of the total weight carried by intervention samples
@@ -69,17 +70,31 @@ def sirius_weights(mode: np.ndarray, config: SiriusConfig) -> np.ndarray:
     return (weights * len(mode) / total).astype(np.float32)
 
 
+CONFIG = SiriusConfig
+
+
 def train(
     dataset: InterventionDataset,
     init: MileCheckpoint,
     config: SiriusConfig | None = None,
     demos: InterventionDataset | None = None,
     prior: InterventionDataset | None = None,
+    selection: RolloutSelection | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> MileCheckpoint:
     config = config or SiriusConfig()
     data = merge_prior(dataset, demos, prior)
     mode = action_modes(data, config.preintervention_window)
     weights = weight_prior(data, sirius_weights(mode, config), config.lambda_prior)
-    policy, info = weighted_bc(data, init, human_or_robot_actions(data), weights, config, desc="Sirius")
+    policy, info = weighted_bc(
+        data,
+        init,
+        human_or_robot_actions(data),
+        weights,
+        config,
+        desc="Sirius",
+        selection=selection,
+        should_stop=should_stop,
+    )
     info["pre_intervention_rows"] = int((mode == PRE_INTERVENTION).sum())
     return MileCheckpoint(data.spec, policy, meta={"trainer": "sirius", **info})

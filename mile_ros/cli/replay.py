@@ -20,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--record", type=Path, required=True, help="a cell's record (.npz)")
     p.add_argument("--task", required=True, help="the record's task")
     p.add_argument("--init", type=Path, required=True, help="the initial policy (OUT/cache/<task>/init.pt)")
-    p.add_argument("--methods", nargs="+", required=True, help="methods, optionally with overrides: mile@lr=5e-6")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        required=True,
+        help="methods, optionally with a variant and overrides: mile@lr=5e-6, mile@paper",
+    )
     p.add_argument("--iterations", nargs="+", type=int, required=True, help="train on the record up to these")
     p.add_argument("--seed", type=int, required=True, help="the cell's seed (sets the update seeds)")
     p.add_argument("--episodes", type=int, default=1, help="the cell's episodes per iteration")

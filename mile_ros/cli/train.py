@@ -1,4 +1,7 @@
-"""``mile-ros train --bags DIR``: one MILE update on a directory of episode bags, outside the graph.
+"""``mile-ros train --bags DIR``: one update of a method (MILE by default) on a directory of episode bags.
+
+It trains as the trainer node does (``graph.training.train_from_bags``, hence ``baselines.train``),
+outside the graph.
 
 Bad data never ends in a traceback: a bag that cannot be read or whose episode never ended is named
 and left out, a bag with values that cannot be trained on is named and quarantined, and training goes
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -24,14 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bags", required=True, type=Path, help="folder of episode bags (searched recursively)")
     p.add_argument("--init", required=True, type=Path, help="checkpoint to start from (gives the spec)")
     p.add_argument("--out", required=True, type=Path, help="new checkpoint file (must not exist)")
-    # Unset settings take the benchmark's iterative Metaworld MILE, as the trainer node does
-    # (mile_ros.baselines.default_config; resolved in run() so that --help does not import torch).
-    p.add_argument("--epochs", type=int, help="MILE epochs (default 300)")
+    # Unset settings are the method's own (mile_ros.baselines.method_config), as the trainer node's;
+    # the help states MILE's without importing torch (a test keeps them equal to MileConfig's).
+    p.add_argument("--method", default="mile", help="the method to train: mile (default) or a baseline")
+    p.add_argument("--task", help="take the per-task settings of this task's preset (sim/<task>.yaml)")
+    p.add_argument("--options", default="", help='more settings, as the benchmark\'s method options: "paper,lr=1e-4"')
+    p.add_argument("--epochs", type=int, help="epochs (MILE's default 300)")
     p.add_argument("--batch-size", type=int, help="minibatch size (default 1024)")
-    p.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    p.add_argument("--lr", type=float, help="learning rate (MILE's default 1e-4)")
     p.add_argument("--cost", type=float, help="where MILE's cost c starts (default: the bags' own rate decides)")
     p.add_argument("--sigma", type=float, help="where MILE's probit scale sigma starts (default 5; both are fitted)")
-    p.add_argument("--lambda-mental", type=float, help="mental-model anchor weight (default 1; 0: the paper's loss)")
+    p.add_argument(
+        "--lambda-mental", type=float, help="MILE's mental-model anchor weight (default 1; 0: the paper's loss)"
+    )
     p.add_argument("--prior", type=Path, help="the initial policy's demonstrations (.npz), trained on too")
     p.add_argument("--lambda-prior", type=float, help="weight of the prior's log-likelihood (default 1)")
     p.add_argument("--seed", type=int, default=0)
@@ -40,12 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mile_ros.baselines import default_config
     from mile_ros.graph.bag_dataset import BagDatasetError
-    from mile_ros.graph.training import TrainingError, train_from_bags
+    from mile_ros.graph.training import TrainingError, train_from_bags, trainer_config
     from mile_ros.learning import CheckpointError, DatasetError, TrainingDivergedError
 
-    given = {
+    params = {
+        "method": args.method,
+        "task": args.task,
+        "options": args.options,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
@@ -54,10 +65,16 @@ def run(args: argparse.Namespace) -> int:
         "lambda_mental": args.lambda_mental,
         "lambda_prior": args.lambda_prior,
     }
-    overrides = {k: v for k, v in given.items() if v is not None}
     if args.cost is not None:  # a cost given is where c starts, not replaced by the bags' rate
-        overrides["cost_from_rate"] = False
-    config = default_config("mile", iterative=True, seed=args.seed, progress=not args.no_progress, **overrides)
+        params["cost_from_rate"] = False
+    try:
+        config = trainer_config(params, 0)
+    except ValueError as exc:
+        print(f"mile-ros train: {exc}", file=sys.stderr)
+        return 2
+    # The seed as given, not a session's update seed; RLIF has no progress bar.
+    progress = {"progress": not args.no_progress} if hasattr(config, "progress") else {}
+    config = replace(config, seed=args.seed, **progress)
     # Every bag left out is named as the dataset is built, so the names are there even if training fails.
     bag_log = logging.getLogger("mile_ros.graph.bag_dataset")
     handler = logging.StreamHandler(sys.stderr)
@@ -67,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     bag_log.setLevel(logging.INFO)
     bag_log.propagate = False
     try:
-        out = train_from_bags(args.bags, args.init, args.out, config, prior=args.prior)
+        out = train_from_bags(args.bags, args.init, args.out, config, prior=args.prior, method=args.method)
     except TrainingDivergedError as exc:
         print(
             f"mile-ros train: training diverged, no checkpoint written: {exc} "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from mile_ros.learning import (
     RolloutSelection,
     Spec,
     TrainingDivergedError,
-    select_by_rollouts,
 )
 from mile_ros.seeds import EVAL_SEED, SELECT_SEED, collect_seed, update_seed
 from mile_ros.sim import evaluate, fit_mental_model, make_env
@@ -63,8 +61,8 @@ class Cell:
     # (the authors' code). ``refit_mental`` refits it from fresh rollouts before each iteration.
     belief: str = "tracking"
     # "initial": each iteration trains a fresh clone of the initial policy on the whole record;
-    # "previous": it continues from the method's last policy (the authors' schedule). Measured
-    # (docs/results-history.md, "Iterative: continue training, or retrain"): level on drawer-open, better on peg-insert.
+    # "previous": it continues from the method's last policy (the authors' schedule). Why the
+    # default: docs/results.md.
     train_from: str = "initial"
     # The authors' model selection (docs/mile-model.md): every ``select_every`` epochs the policy is
     # rolled out on ``select_rollouts`` episodes of their own seeds and the best one is kept
@@ -102,12 +100,17 @@ def train_for_cell(
     it: int,
     demos,
     prior: InterventionDataset | None = None,
+    selection: RolloutSelection | None = None,
 ) -> MileCheckpoint:
-    """Train ``method`` as ``cell`` does at iteration ``it``: its preset, overrides and update seed."""
+    """Train ``method`` as ``cell`` does at iteration ``it``: its preset, variant, overrides and update
+    seed; ``selection`` chooses the weights by rollouts."""
     name, extra = parse_method(method)
+    variant = extra.pop("variant", None)
     overrides = {**preset.overrides(name), **extra, "seed": update_seed(cell.seed, it)}
-    config = baselines.default_config(name, cell.task, iterative=cell.iterations > 1, **overrides)
-    trained = baselines.train(name, data, current, config, demos=demos if name != "mile" else None, prior=prior)
+    config = baselines.method_config(name, cell.task, iterative=cell.iterations > 1, variant=variant, **overrides)
+    trained = baselines.train(
+        name, data, current, config, demos=demos if name != "mile" else None, prior=prior, selection=selection
+    )
     bad = [k for k, v in trained.policy.state_dict().items() if not torch.isfinite(v).all()]
     if bad:
         raise TrainingDivergedError(
@@ -231,9 +234,8 @@ def _run_iterative(cell: Cell, task: TaskSetup, human_setup: HumanSetup, preset,
             t1 = time.perf_counter()
             start = init if cell.train_from == "initial" else current
             scorer = _RolloutScorer(cell, init.spec)
-            selection = RolloutSelection(scorer, cell.select_every)
-            with select_by_rollouts(selection) if cell.select_rollouts else nullcontext():
-                current = train_for_cell(cell.method, data, start, cell, preset, it, demos, prior)
+            selection = RolloutSelection(scorer, cell.select_every) if cell.select_rollouts else None
+            current = train_for_cell(cell.method, data, start, cell, preset, it, demos, prior, selection)
             t2 = time.perf_counter()
             tracking = cell.belief == "tracking" and it < cell.iterations
             result = evaluate(

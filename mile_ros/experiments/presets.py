@@ -1,11 +1,9 @@
 """Experiment presets: how much simulation and training each cell does.
 
-``paper`` follows the paper (appendix D hyperparameters, 100 mental-model rollouts, 50 evaluation
-episodes). ``quick`` trains exactly as ``paper`` does (the per-task learning rates and epochs) and
-only measures less: 20 evaluation episodes, a smaller RLIF. An earlier
-``quick`` trained every method at one common rate, 1e-3, for 200 epochs; with no early stopping
-that over-trained on a few episodes (docs/results-history.md, "The learning rate matters").
-``smoke`` is for CI only: 100 epochs at 1e-3, so that something visibly changes in seconds.
+``paper`` measures as the paper does (100 mental-model rollouts, 50 evaluation episodes). ``quick``
+trains exactly as ``paper`` does (each method's settings for the task: ``baselines.method_config``)
+and only measures less: 20 evaluation episodes, a smaller RLIF. ``smoke`` is for CI only: 100
+epochs at 1e-3, so that something visibly changes in seconds.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ class ExperimentPreset:
     eval_episodes: int = 50
     mental_rollouts: int = 100
     init_check_episodes: int = 20
-    # per-method overrides of default_config(); "*" applies to every imitation method and MILE
+    # per-method overrides of baselines.method_config(); "*" applies to every imitation method and MILE
     training: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def overrides(self, method: str) -> dict[str, Any]:
@@ -59,25 +57,16 @@ def get_preset(name: str) -> ExperimentPreset:
     return PRESETS[name]
 
 
-def _value(text: str) -> Any:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"mile@continuous_form=authors,learn_cost=true"`` -> ``("mile", {...})``."""
+    """``"mile@continuous_form=authors,learn_cost=true"`` -> ``("mile", {...})``.
+
+    A bare word names a variant of the method's defaults (``"mile@paper,lr=1e-4"``: the authors'
+    MILE at another rate); it is returned as ``variant`` (:func:`mile_ros.baselines.parse_options`).
+    """
+    from mile_ros.baselines import parse_options
+
     name, _, rest = spec.partition("@")
-    overrides: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ValueError(f"method option {item!r} in {spec!r} is not key=value")
-        overrides[key.strip()] = _value(value.strip())
-    return name, overrides
+    try:
+        return name, parse_options(rest)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (method {spec!r})") from None

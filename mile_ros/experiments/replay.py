@@ -6,7 +6,7 @@ the cell's own method, seed and preset, the replay reproduces the cell's success
 (same data, same update seeds, same evaluation episodes). Each iteration retrains a clone of the
 initial policy on the record's episodes up to that iteration, as the benchmark's default
 ``--train-from initial`` does. Leaving chosen episodes out asks what one episode did to a learner
-(docs/results-history.md: one long failing peg-insert episode).
+(e.g. one long failing episode; see docs/results.md).
 """
 
 from __future__ import annotations

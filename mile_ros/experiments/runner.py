@@ -75,6 +75,7 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
         raise ValueError(f"unknown belief {plan.belief!r}; choose from {', '.join(BELIEFS)}")
     common |= {"refit_mental": plan.refit_mental, "train_from": plan.train_from, "belief": plan.belief}
     common |= _check_selection(plan)
+    _check_methods(plan)
     # The prediction experiment scores MILE's intervention model (its rivals are fit inside the cell),
     # so it runs the MILE variants among the methods and ignores the rest.
     predictors = [m for m in plan.methods if parse_method(m)[0] == "mile"]
@@ -92,6 +93,20 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
                 counts = [0] if plan.experiment != "demos" or method.startswith("mile") else plan.demos
                 cells += [Cell(plan.experiment, task, method, seed, demos=n, **common) for n in counts]
     return cells
+
+
+def _check_methods(plan: BenchmarkPlan) -> None:
+    """Resolve every method's settings on every task now, so that a typo in a method's options or a
+    task preset fails the plan, not every cell."""
+    from mile_ros import baselines
+
+    preset = get_preset(plan.preset)
+    iterative = plan.experiment != "single" and plan.iterations > 1
+    for spec in plan.methods:
+        name, extra = parse_method(spec)
+        variant = extra.pop("variant", None)
+        for task in plan.tasks:
+            baselines.method_config(name, task, iterative, variant, **{**preset.overrides(name), **extra})
 
 
 def _check_selection(plan: BenchmarkPlan) -> dict[str, int]:

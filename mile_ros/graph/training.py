@@ -1,4 +1,7 @@
-"""One MILE update from recorded bags: build the dataset, fit, publish a new checkpoint exactly once.
+"""One update from recorded bags: build the dataset, train a method, publish a new checkpoint exactly once.
+
+Any method of :mod:`mile_ros.baselines` (MILE by default) trains through ``baselines.train``, the
+function the benchmark trains with.
 
 A session's update ``n`` (trained after the intervention episodes of iteration ``n - 1``) is named
 ``update_{n:03d}.pt`` and seeded from ``n``, whatever else is on disk. :class:`UpdateClaim` makes one
@@ -9,7 +12,6 @@ checkpoint is published with ``os.link``, which fails rather than overwrite, and
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import json
 import os
@@ -23,15 +25,15 @@ from typing import Any
 
 import torch
 
-from mile_ros.baselines import default_config
-from mile_ros.learning import DatasetError, InterventionDataset, MileConfig, fit_mile, load_checkpoint
-from mile_ros.learning.loop import TrainingInterruptedError
+from mile_ros import baselines
+from mile_ros.learning import DatasetError, InterventionDataset, TrainingInterruptedError, load_checkpoint
 from mile_ros.seeds import update_seed
 
 from .bag_dataset import BuildReport, build_dataset, find_bags
 from .bag_episode import BagError, episode_meta, interrupted_by_name
 
 __all__ = [
+    "TRAINING_SETTINGS",
     "CpuSampler",
     "ThreadGovernor",
     "TrainingError",
@@ -326,17 +328,47 @@ def adaptive_threads(configured: int | None, adapt: bool = True) -> Iterator[Thr
         torch.set_num_threads(before)
 
 
-def trainer_config(params: Mapping[str, Any], update: int) -> MileConfig:
-    """The MILE settings of update ``update`` from a trainer's parameters (the node's, by name).
+# A trainer's settings that override the method's own one by one (the node's typed parameters, the
+# CLI's options), with their types; anything else goes in ``options`` (``"paper,lr=1e-4"``).
+TRAINING_SETTINGS: dict[str, type] = {
+    "epochs": int,
+    "batch_size": int,
+    "lr": float,
+    "select_best": bool,
+    "patience": int,
+    "val_fraction": float,
+    "lambda_prior": float,
+    "cost": float,
+    "sigma": float,
+    "lambda_mental": float,
+    "policy_std": str,
+    "cost_from_rate": bool,
+    "learn_cost": bool,
+    "learn_sigma": bool,
+}
 
-    Parameters named as :class:`MileConfig` fields override the benchmark's default MILE
-    (``default_config("mile", iterative=True)``, the one home of its defaults); ``seed`` is the
-    run's base seed, and the update trains with ``update_seed(seed, update)``.
+
+def trainer_config(params: Mapping[str, Any], update: int) -> Any:
+    """The settings of update ``update`` from a trainer's parameters (the node's, by name).
+
+    ``method`` (default mile) names the method; its settings are ``baselines.method_config`` for
+    ``task`` (empty: no task preset), with ``options`` (``"variant,key=value,..."``) and then every
+    :data:`TRAINING_SETTINGS` entry that is set (not None) on top. A setting the method does not have
+    is refused by name. ``seed`` is the run's base seed: the update trains with
+    ``update_seed(seed, update)``.
     """
-    fields = {f.name for f in dataclasses.fields(MileConfig)} - {"seed"}
-    chosen = {k: v for k, v in params.items() if k in fields}
-    return dataclasses.replace(
-        default_config("mile", iterative=True), **chosen, seed=update_seed(int(params.get("seed", 0)), update)
+    method = params.get("method") or "mile"
+    options = baselines.parse_options(params.get("options") or "")
+    variant = options.pop("variant", None)
+    given = {k: params[k] for k in TRAINING_SETTINGS if params.get(k) is not None}
+    if not given.keys() <= baselines.setting_names(method):
+        extra = sorted(given.keys() - baselines.setting_names(method))
+        raise ValueError(f"{', '.join(extra)}: not a setting of {method}; leave it unset for this method")
+    return baselines.method_config(
+        method,
+        params.get("task") or None,
+        variant=variant,
+        **{**options, **given, "seed": update_seed(int(params.get("seed") or 0), update)},
     )
 
 
@@ -347,20 +379,22 @@ def train_from_bags(
     bags_root: str | os.PathLike,
     init_checkpoint: str | os.PathLike,
     out: str | os.PathLike,
-    config: MileConfig | None = None,
+    config: Any = None,
     threads: int | None = None,
     prior: str | os.PathLike | None = None,
     should_stop: Callable[[], bool] | None = None,
     adapt_threads: bool = True,
     meta: dict[str, Any] | None = None,
     on_fit: Callable[[int, int], None] | None = None,
+    method: str = "mile",
 ) -> TrainingOutcome:
-    """Fit MILE on every training-mode episode under ``bags_root``, starting from ``init_checkpoint``.
+    """Train ``method`` with ``config`` (None: its defaults) on every training-mode episode under
+    ``bags_root``, starting from ``init_checkpoint``.
 
     ``out`` must not exist: a run's checkpoints are never overwritten, and the new one appears
     complete or not at all. ``prior``: an :class:`InterventionDataset` file (``.npz``) of the
-    demonstrations the initial policy was cloned from, whose likelihood under the policy joins the
-    loss (``MileConfig.lambda_prior``). ``threads``: the most torch threads to use (None: the
+    demonstrations the initial policy was cloned from, trained on with weight ``lambda_prior``
+    (every method but RLIF). ``threads``: the most torch threads to use (None: the
     cores); with ``adapt_threads`` fewer while other processes keep cores busy. ``should_stop`` is
     checked before every minibatch: true ends the update with :class:`TrainingInterruptedError`,
     nothing written. ``meta`` joins the checkpoint's metadata. ``on_fit(rows, threads)`` is called
@@ -381,17 +415,16 @@ def train_from_bags(
         if on_fit is not None:
             on_fit(len(report.dataset), torch.get_num_threads())
         stop = governor.stop_check(should_stop)
-        result = fit_mile(report.dataset, config or MileConfig(), init=init, prior=prior_data, should_stop=stop)
+        ckpt = baselines.train(method, report.dataset, init, config, prior=prior_data, should_stop=stop)
     used = sorted(governor.used)
     ds = report.dataset
-    ckpt = result.checkpoint(
+    ckpt.meta.update(
         source_checkpoint=str(init_checkpoint),
         bags=[str(p) for p in report.used],
         skipped_bags=[[str(p), why] for p, why in report.skipped],
         rows=len(ds),
         intervention_rate=ds.intervention_rate,
         prior=str(prior) if prior_data is not None else None,
-        prior_rows=len(prior_data) if prior_data is not None else 0,
         torch_threads=used,
         summary=report.summary(),
         seconds=round(time.perf_counter() - started, 2),
@@ -406,7 +439,7 @@ def train_from_bags(
         report,
         len(ds),
         ds.intervention_rate,
-        result.loop.best_epoch,
+        int(ckpt.meta.get("best_epoch", -1)),
         time.perf_counter() - started,
         max(used),
     )

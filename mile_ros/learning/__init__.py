@@ -19,7 +19,7 @@ from .loop import (
     LoopResult,
     RolloutSelection,
     TrainingDivergedError,
-    select_by_rollouts,
+    TrainingInterruptedError,
     train_loop,
 )
 from .model import MileLosses, MileModel
@@ -55,6 +55,7 @@ __all__ = [
     "RolloutSelection",
     "Spec",
     "TrainingDivergedError",
+    "TrainingInterruptedError",
     "build_model",
     "build_policy",
     "calibrate_cost",
@@ -66,7 +67,6 @@ __all__ = [
     "holdout_mask",
     "joint_rows",
     "load_checkpoint",
-    "select_by_rollouts",
     "stack_frames",
     "train_loop",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .dataset import holdout_mask
-from .loop import LoopConfig, LoopResult, train_loop
+from .loop import LoopConfig, LoopResult, RolloutSelection, train_loop
 from .networks import PolicyNet, build_policy
 from .spec import Spec
 
@@ -32,11 +33,14 @@ def fit_bc(
     config: BCConfig | None = None,
     policy: PolicyNet | None = None,
     desc: str = "BC",
+    selection: RolloutSelection | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[PolicyNet, LoopResult]:
     """Maximise the weighted log-likelihood of ``actions`` given stacked ``obs``.
 
     ``policy`` is trained in place when given (fine-tuning), else a new one is built. Held-out
-    episodes (when there are at least two) select the epoch by weighted NLL.
+    episodes (when there are at least two) select the epoch by weighted NLL; ``selection`` and
+    ``should_stop`` go to :func:`~mile_ros.learning.loop.train_loop`.
     """
     config = config or BCConfig()
     torch.manual_seed(config.seed)
@@ -66,5 +70,7 @@ def fit_bc(
         return weighted_nll(train_idx[batch])
 
     val_loss = (lambda: float(weighted_nll(val_idx))) if len(val_idx) else None
-    result = train_loop([policy], batch_loss, len(train_idx), config, val_loss, desc=desc)
+    result = train_loop(
+        [policy], batch_loss, len(train_idx), config, val_loss, desc=desc, should_stop=should_stop, selection=selection
+    )
     return policy, result

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -19,7 +17,6 @@ __all__ = [
     "RolloutSelection",
     "TrainingDivergedError",
     "TrainingInterruptedError",
-    "select_by_rollouts",
     "train_loop",
 ]
 
@@ -65,27 +62,16 @@ class RolloutSelection:
     before the first and after the last) ``score(modules)`` rolls the policy out in the environment;
     the loop ends with the best-scoring weights (the later candidate on a tie).
 
-    A real robot has no rollouts to spare, so no trainer turns this on by itself: a benchmark wraps
-    the training call in :func:`select_by_rollouts`.
+    A real robot has no rollouts to spare, so nothing turns this on by itself: a benchmark passes
+    one to the training call (``selection=``), which hands it down to :func:`train_loop`.
     """
 
     score: Callable[[Sequence[nn.Module]], float]
     every: int = 50
 
-
-_SELECTION: ContextVar[RolloutSelection | None] = ContextVar("rollout_selection", default=None)
-
-
-@contextmanager
-def select_by_rollouts(selection: RolloutSelection) -> Iterator[None]:
-    """Every :func:`train_loop` inside the block selects its weights by ``selection``."""
-    if selection.every < 1:
-        raise ValueError(f"rollout selection needs every >= 1 epochs, got {selection.every}")
-    token = _SELECTION.set(selection)
-    try:
-        yield
-    finally:
-        _SELECTION.reset(token)
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"rollout selection needs every >= 1 epochs, got {self.every}")
 
 
 class _RolloutCandidates:
@@ -120,6 +106,7 @@ def train_loop(
     extra_params: Sequence[nn.Parameter] = (),
     extra_lr: float | None = None,
     should_stop: Callable[[], bool] | None = None,
+    selection: RolloutSelection | None = None,
 ) -> LoopResult:
     """Minimise ``batch_loss(indices)`` over shuffled minibatches of ``range(n_rows)``.
 
@@ -127,7 +114,7 @@ def train_loop(
     the lowest held-out loss (model selection by likelihood) and training stops
     after ``patience`` epochs without improvement. ``extra_params`` (e.g. MILE's cost and probit
     scale) are trained at ``extra_lr`` (default: ``config.lr``) without weight decay.
-    Inside :func:`select_by_rollouts` the weights are chosen by rollouts instead (benchmarks only).
+    With ``selection`` the weights are chosen by rollouts instead (benchmarks only).
     ``should_stop`` is checked before every minibatch; when it returns true the loop raises
     :class:`TrainingInterruptedError`.
     """
@@ -144,7 +131,6 @@ def train_loop(
     gen = torch.Generator().manual_seed(config.seed)
     result = LoopResult()
     best_state = None
-    selection = _SELECTION.get()
     candidates = _RolloutCandidates(selection, modules, result) if selection is not None else None
     if candidates is not None:
         candidates.offer(-1)

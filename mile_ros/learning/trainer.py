@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from torch import Tensor
 from .checkpoint import MileCheckpoint
 from .dataset import InterventionDataset
 from .intervention import ContinuousForm, DiscreteForm
-from .loop import LoopConfig, LoopResult, train_loop
+from .loop import LoopConfig, LoopResult, RolloutSelection, train_loop
 from .model import MileModel
 from .networks import STD_MODES, build_policy, load_policy_weights
 from .prior import PriorTerm, joint_rows
@@ -23,22 +24,27 @@ __all__ = ["MileConfig", "MileResult", "build_model", "calibrate_cost", "fit_mil
 
 @dataclass
 class MileConfig(LoopConfig):
-    """MILE's settings; defaults are the authors' Metaworld ones (docs/mile-model.md)."""
+    """MILE's settings. The defaults are the project's chosen MILE (docs/learning.md, "The defaults"):
+    one std per action dimension, c started at the record's own intervention rate, c and sigma fitted
+    by maximum likelihood, the mental model anchored to the robot's actions. :meth:`paper` gives the
+    authors' settings instead (docs/mile-model.md)."""
 
     hidden: tuple[int, ...] = (256, 256)
-    # The paper's fixed epochs, no held-out selection: measured on drawer-open, held-out episodes'
-    # NLL is lowest at epoch 0 when a few episodes are recorded (the fitted stds are overconfident
-    # off the training states), so selection returned the initial policy (docs/results-history.md).
+    # Fixed epochs, no held-out selection: on a few recorded episodes held-out selection keeps the
+    # initial policy, as the fitted stds are overconfident off the training states (docs/results.md).
     select_best: bool = False
     mental_hidden: tuple[int, ...] | None = None  # None: same as hidden
-    # Gaussian std of both networks: per state ("state") or one per action dimension ("shared").
-    policy_std: str = "state"
+    # Gaussian std of both networks: per state ("state", the paper's) or one per action dimension
+    # ("shared": it cannot collapse on some states and blow up on others).
+    policy_std: str = "shared"
     # A shared std's step: the networks' ("network": it stays near the initial policy's within an
     # update) or the scalars' ("scalar": scalar_lr, it reaches its maximum-likelihood value).
     std_step: str = "network"
     lambda_int: float = 1.0
     lambda_policy: float = 1.0
-    lambda_mental: float = 0.0  # anchor pi_hat_R to the robot's actions (not in the paper; off by default)
+    # Anchor pi_hat_R to the robot's recorded actions (not in the paper, whose loss has 0): the
+    # learner's mental model then follows the robot the human is watching.
+    lambda_mental: float = 1.0
     # Weight of the prior's log-likelihood under pi_H (the demonstrations the initial policy was
     # cloned from, when the caller gives them; 1 = their exact likelihood term).
     lambda_prior: float = 1.0
@@ -46,13 +52,15 @@ class MileConfig(LoopConfig):
     # Keep pi_hat_R at the initial checkpoint's: the human's belief formed on the initial policy and
     # never updated (the simulated human's, as the authors fixed it). Needs ``init``.
     freeze_mental: bool = False
-    cost: float = 60.0
-    sigma: float = 75.0
+    # Where c and sigma start; with cost_from_rate c starts where the predicted rate is the record's,
+    # and learn_cost / learn_sigma fit them, so these are only starting points.
+    cost: float = 5.0
+    sigma: float = 5.0
     # Before training, set c so that the starting model's mean P(I=1|s) over the record equals the
     # record's own intervention rate: c in the units of the learner's value gap, not a copied constant.
-    cost_from_rate: bool = False
-    learn_cost: bool = False
-    learn_sigma: bool = False
+    cost_from_rate: bool = True
+    learn_cost: bool = True
+    learn_sigma: bool = True
     scalar_lr: float = 1e-2  # Adam step for learned cost/sigma (log scale): ~1% per step
     discrete_form: str = DiscreteForm.PER_ACTION.value
     continuous_form: str = ContinuousForm.EXACT.value
@@ -60,6 +68,21 @@ class MileConfig(LoopConfig):
     val_fraction: float = 0.0  # episodes held out: scored every epoch, used only with select_best
     padding: str = "repeat"
     refit_normalizer: bool = False  # when starting from a checkpoint, keep its normalisation
+
+    @classmethod
+    def paper(cls, cost: float = 60.0, sigma: float = 75.0, **overrides: Any) -> MileConfig:
+        """The authors' MILE (docs/mile-model.md): a std per state, c and sigma fixed at their values
+        for the task (drawer-open's by default; the task presets hold the others), no anchor."""
+        base = cls(
+            policy_std="state",
+            lambda_mental=0.0,
+            cost=cost,
+            sigma=sigma,
+            cost_from_rate=False,
+            learn_cost=False,
+            learn_sigma=False,
+        )
+        return replace(base, **overrides)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -149,12 +172,14 @@ def fit_mile(
     model: MileModel | None = None,
     prior: InterventionDataset | None = None,
     should_stop: Callable[[], bool] | None = None,
+    selection: RolloutSelection | None = None,
 ) -> MileResult:
-    """Fit MILE to ``dataset``; held-out episodes choose the epoch (by negative log-likelihood).
+    """Fit MILE to ``dataset`` with ``config`` (default: the project's chosen :class:`MileConfig`).
 
     ``prior``: demonstrations of the human (the initial policy's), whose log-likelihood under the
     policy joins the loss with weight ``config.lambda_prior`` (no intervention term: they were not
-    interventions). ``should_stop``: checked before every minibatch (see :func:`train_loop`).
+    interventions). ``should_stop``: checked before every minibatch; ``selection``: choose the
+    weights by rollouts (see :func:`train_loop`).
     """
     config = config or MileConfig()
     if len(dataset) == 0:
@@ -211,6 +236,7 @@ def fit_mile(
         model.scalar_parameters(with_stds=config.std_step == "scalar"),
         config.scalar_lr,
         should_stop,
+        selection,
     )
     return MileResult(model, spec, config, loop, len(train), len(val))
 

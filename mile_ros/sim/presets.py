@@ -1,7 +1,6 @@
-"""Task presets (``sim/<task>.yaml``): simulated human, expert noise and initial-policy recipe.
-
-Training settings are not here: the benchmark's come from ``mile_ros.baselines.default_config``,
-the ROS trainer node's from its parameters (``config/sim.yaml``).
+"""Task presets (``sim/<task>.yaml``): simulated human, expert noise, initial-policy recipe, and the
+per-task training settings of each method (section ``training``, read by
+``mile_ros.baselines.method_config``; the methods' own defaults are their config dataclasses).
 
 Presets are found through :mod:`mile_ros.paths` (the source tree's ``sim/`` folder when running
 from a checkout, else the installed ``share/mile_ros/sim``); a folder named by ``MILE_ROS_SIM_PRESETS``
