@@ -112,7 +112,7 @@ def test_info_gives_each_episodes_steps_interventions_success_and_state(run_dir)
     assert rows["train_006"]["state"] == "unreadable"
     table = bags_cli("info", str(run_dir))
     assert table.returncode == 0
-    assert "8 bags: 4 trainable with 36 steps (4 intervened)" in table.stdout  # train_000, 001, 004, eval_000
+    assert "8 bags: 4 ok with 36 steps (4 intervened); 1 discarded" in table.stdout  # train_000, 001, 004, eval_000
 
 
 def test_check_repair_check(run_dir):
@@ -148,11 +148,7 @@ def test_check_repair_check(run_dir):
 def test_one_bag_and_bad_input(tmp_path):
     write_session_episode(tmp_path / "ep", 5, {1})
     done = bags_cli("check", str(tmp_path / "ep"))
-    assert (
-        done.returncode == 0
-        and "ep " in done.stdout
-        and "1 bags: 1 trainable with 5 steps (1 intervened)" in done.stdout
-    )
+    assert done.returncode == 0 and "ep " in done.stdout and "1 bags: 1 ok with 5 steps (1 intervened)\n" in done.stdout
     missing = bags_cli("info", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     (tmp_path / "empty").mkdir()

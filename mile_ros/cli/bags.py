@@ -83,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
         usable = [i for i in infos if i.state == "ok"]
         steps = sum(i.steps or 0 for i in usable)
         inter = sum(i.interventions or 0 for i in usable)
+        others = ", ".join(f"{n} {s}" for s, n in _counts(infos).items() if s != "ok")
         print(
-            f"{len(infos)} bags: {len(usable)} trainable with {steps} steps ({inter} intervened); "
-            + ", ".join(f"{n} {s}" for s, n in _counts(infos).items() if s != "ok")
+            f"{len(infos)} bags: {len(usable)} ok with {steps} steps ({inter} intervened)"
+            + (f"; {others}" if others else "")
         )
     if args.action == "check":
         bad = [i for i in infos if i.problems]
