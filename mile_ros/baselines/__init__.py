@@ -5,11 +5,12 @@
                        selection=None, should_stop=None)
 
 One module per method, readable top to bottom: ``mile``, ``bc_intervention``, ``hg_dagger``, ``iwr``,
-``sirius``, ``rlif``. Each registers one config dataclass (``CONFIG``) whose defaults are the
-project's chosen settings; per-task values live in the task presets (``sim/<task>.yaml``, section
-``training``), so :func:`method_config` is the only way a setting gets chosen. :func:`train` is the
-one function that trains any method: the benchmark, ``mile-ros replay``, ``mile-ros train`` and the
-trainer node all call it.
+``sirius``, ``rlif``, and ``mile_temporal`` (MILE with the temporal intervention model). Each
+registers one config dataclass (``CONFIG``) whose defaults are the project's chosen settings;
+per-task values live in the task presets (``sim/<task>.yaml``, section ``training``), so
+:func:`method_config` is the only way a setting gets chosen. :func:`train` is the one function that
+trains any method: the benchmark, ``mile-ros replay``, ``mile-ros train`` and the trainer node all
+call it.
 
 ``init`` is the common initial policy: every method fine-tunes a clone of it. ``demos`` adds expert
 demonstrations as intervened steps (the offline-demonstration ablation); ``prior`` is what the
@@ -28,7 +29,7 @@ from typing import Any
 
 from mile_ros.learning import InterventionDataset, MileCheckpoint, RolloutSelection
 
-from . import bc_intervention, hg_dagger, iwr, mile, rlif, sirius
+from . import bc_intervention, hg_dagger, iwr, mile, mile_temporal, rlif, sirius
 from .bc_intervention import BCInterventionConfig
 from .common import BaselineConfig, merge_demos
 from .hg_dagger import HGDaggerConfig
@@ -54,7 +55,9 @@ __all__ = [
     "train",
 ]
 
-_MODULES: dict[str, ModuleType] = {m.NAME: m for m in (mile, bc_intervention, hg_dagger, iwr, sirius, rlif)}
+_MODULES: dict[str, ModuleType] = {
+    m.NAME: m for m in (mile, bc_intervention, hg_dagger, iwr, sirius, rlif, mile_temporal)
+}
 METHODS: tuple[str, ...] = tuple(_MODULES)
 # Named alternatives to a method's defaults: a classmethod of its config, plus the task presets'
 # values under ``training.<variant>``. "paper": the authors' settings (MileConfig.paper).

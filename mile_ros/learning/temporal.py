@@ -390,6 +390,8 @@ class TemporalResult:
         info = {
             "trainer": "mile_temporal",
             "config": self.config.to_dict(),
+            "best_epoch": self.loop.best_epoch,
+            "best_val_nll": self.loop.best_val if np.isfinite(self.loop.best_val) else None,
             "epochs_run": len(self.loop.history),
             "train_rows": self.train_rows,
             "val_rows": self.val_rows,
@@ -506,7 +508,8 @@ def fit_temporal(
 
     loop_config = _with_batch(config, per_batch)
     loop = train_loop(
-        [model],
+        # The policy first: rollout selection scores it and compares candidates by its weights.
+        [mile.policy, model],
         batch_loss,
         n_seq,
         loop_config,
