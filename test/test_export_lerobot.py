@@ -151,6 +151,10 @@ def test_export_writes_the_v3_layout_and_reads_back_as_the_trainers_data(tmp_pat
         export_lerobot(tmp_path / "bags", out)
     assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert export_lerobot(tmp_path / "bags", tmp_path / "train_only", modes=("train",)).episodes == 2
+    kept = export_lerobot(tmp_path / "bags", tmp_path / "all", include_discarded=True)
+    assert [p.name for p in kept.exported] == ["eval_000", "train_000", "train_001", "train_002"]
+    last = pq.read_table(tmp_path / "all" / "meta/episodes/chunk-000/file-000.parquet").to_pylist()[-1]
+    assert (last["end_reason"], last["success"], last["length"]) == ("discard", False, 5)
 
 
 def test_cli_names_bad_input_and_writes_nothing(tmp_path, capsys):
