@@ -18,6 +18,8 @@ from mile_ros.learning import MileCheckpoint, Spec, build_policy
 from mile_ros.nodes.common import stamp_ns, to_time, vector_msg
 from mile_ros.nodes.probe import NodeProcess, Probe, realtime_problem, thread_niceness, unique_domain_id
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 MAX_JUMP = 0.2
 WATCHDOG = 0.3
 

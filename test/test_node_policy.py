@@ -24,6 +24,8 @@ from mile_ros.nodes.probe import (
     unique_domain_id,
 )
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 OBS = 39
 
 

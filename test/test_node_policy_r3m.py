@@ -18,6 +18,8 @@ from mile_ros.learning import MileCheckpoint, PolicyRunner, Spec, build_policy, 
 from mile_ros.nodes.common import stamp_ns, to_time, vector_msg
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 EMB = 2048
 T0 = 1_000 * 1_000_000_000  # stamps in ns; the driver's clock and the camera's share a machine
 PERIOD = 50_000_000

@@ -18,6 +18,8 @@ from mile_ros.graph.topics import ACTION_NAMES
 from mile_ros.nodes.common import vector_msg
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 
 @pytest.fixture
 def recorder(tmp_path):

@@ -15,6 +15,8 @@ from mile_ros.learning import MileCheckpoint, build_policy
 from mile_ros.nodes.common import stamp_ns, vector_msg
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 
 def test_simulated_human_answers_each_observation_on_the_gamepad(tmp_path):
     from mile_ros.sim import make_env

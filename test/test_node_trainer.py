@@ -26,6 +26,8 @@ from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 from mile_ros.nodes.trainer_node import yaml_defaults
 from mile_ros.seeds import update_seed
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 SPEC = Spec(OBS_DIM, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
 SETTINGS = {"epochs": 3, "batch_size": 16, "cost": 1.0, "sigma": 1.0, "threads": 1}
 # Long enough that a signal sent a second into training lands mid-update even on a quiet machine.

@@ -23,6 +23,8 @@ import yaml
 from mile_ros.operator.state import ScreenState
 from mile_ros.operator.view import render, sparkline
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 MAPPING = {"takeover": 4, "success": 3, "failure": 1, "discard": 2, "home": 10}
 
 

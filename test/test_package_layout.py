@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 NODES = [
     "metaworld_bridge",

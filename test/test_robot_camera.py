@@ -153,6 +153,7 @@ def test_bad_configs(tmp_path):
 
 # -- the node, in its own process, over DDS -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_webcam_node_publishes_video_file(tmp_path):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -199,6 +200,7 @@ def test_webcam_node_publishes_video_file(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_webcam_node_reports_loss_and_recovery(tmp_path):
     """A live source (here a stream-kind file that runs dry, vanishes and comes back) over DDS."""
     import rclpy

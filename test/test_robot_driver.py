@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 HOME = (0.3, 0.0, 0.2)
 
 

@@ -22,6 +22,8 @@ from mile_ros.graph.topics import ACTION_NAMES, SOURCE_ROBOT
 from mile_ros.nodes.common import to_time, vector_msg
 from mile_ros.nodes.probe import NodeProcess, Probe, unique_domain_id
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 PS3 = {"success": 3, "failure": 1, "discard": 2}
 STEPS = 4
 

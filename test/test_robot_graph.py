@@ -13,6 +13,9 @@ import time
 
 import cv2
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
 
 
 def test_takeover_moves_the_arm_through_the_whole_graph(tmp_path):

@@ -148,6 +148,7 @@ def test_cuda_requested_without_gpu():
 
 # -- the node, in its own process, over DDS -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_encoder_node_over_dds(checkpoint):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -227,6 +228,7 @@ def test_encoder_node_over_dds(checkpoint):
         proc.communicate(timeout=30)  # drains the pipe, or a chatty node blocks on exit
 
 
+@pytest.mark.slow
 def test_node_refuses_to_start_without_checkpoint(tmp_path):
     env = {**os.environ, "ROS_DOMAIN_ID": str(os.getpid() % 100 + 20),
            "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}

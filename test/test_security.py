@@ -191,6 +191,7 @@ ROBOT_ONLY = {"/camera/status", "/robot/home", "/robot/estop", "/robot/clear_est
 KNOWN = set(TOPICS) | set(SERVICES) | ROBOT_ONLY
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("node", [n for n in NODE_POLICIES if n not in (OPERATOR, INTERBOTIX)])
 def test_policy_matches_the_node_code(node):
     """What each node's code names (topics, services) is in its enclave's policy, on the right side."""
@@ -256,6 +257,7 @@ def result(proc: subprocess.Popen, timeout: float) -> tuple[set[str], set[str], 
     return set(eval(got.group(1))), set(eval(seen.group(1))), out
 
 
+@pytest.mark.slow
 def test_secured_dds_keeps_out_a_process_without_the_keys_or_the_session_refuses(keystore, tmp_path):
     """Plugins present: the secured pair talks, an outsider neither publishes a takeover nor sees the
     topics. Plugins absent: ``mile-ros sim --secure`` refuses with rcl's reason and writes nothing."""

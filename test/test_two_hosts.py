@@ -35,6 +35,8 @@ from mile_ros.graph.bag_transfer import (
     unpack_reply,
 )
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
