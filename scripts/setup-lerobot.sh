@@ -4,7 +4,7 @@
 # installs beside the project's torch (they require torch < 2.11), so LeRobot 0.4.4 is installed
 # without its dependency pins and uses .venv's torch and torchvision (linked in with a .pth file, so
 # nothing is downloaded twice and .venv is never changed); only the loader's own libraries are added.
-# Needs .venv (scripts/setup.sh --test). About 1 minute and ~300 MB.
+# Needs .venv (scripts/setup.sh --test). About 2 minutes and 270 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || { echo "no .venv: run scripts/setup.sh --test first" >&2; exit 2; }
