@@ -17,6 +17,8 @@ import pytest
 pytest.importorskip("rclpy")
 
 import torch
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
 from std_srvs.srv import Trigger
 from test_graph_bags import OBS_DIM, write_episode
 
@@ -100,6 +102,13 @@ def wait_output(node: NodeProcess, text: str, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+def wait_future(future, timeout: float = 60.0):
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    assert done.wait(timeout), "no answer"
+    return future.result()
+
+
 def in_background(fn) -> dict:
     """Run ``fn`` in a thread; the returned dict gets its result or exception."""
     out: dict = {}
@@ -162,14 +171,24 @@ def test_trainer_node_trains_a_baseline_from_bags(tmp_path):
         ckpt = load_checkpoint(first["checkpoint"], expected=SPEC)
         assert ckpt.meta["method"] == ckpt.meta["trainer"] == "iwr" and ckpt.mental is None
         assert "training update 1 by iwr" in node.output()
+        # the same weights as the one training function gives outside the graph with the same settings
+        config = trainer_config({**yaml_defaults(), **params}, 1)
+        ref = train_from_bags(tmp_path / "bags", init, tmp_path / "reference.pt", config, threads=1, method="iwr")
+        want = load_checkpoint(ref.checkpoint).policy.state_dict()
+        for key, value in ckpt.policy.state_dict().items():
+            assert torch.equal(want[key], value), key
+        # Set at run time: applied from the next update; a setting IWR does not have is refused.
+        client = AsyncParameterClient(probe.node, "trainer_node")
+        assert client.wait_for_services(timeout_sec=60)
+        results = wait_future(client.set_parameters([Parameter("epochs", value=2), Parameter("cost", value=1.0)]))
+        assert results.results[0].successful
+        assert not results.results[1].successful and "not a setting of iwr" in results.results[1].reason
+        write_iteration(tmp_path / "bags", 1)
+        second = train(probe)
+        assert load_checkpoint(second["checkpoint"]).meta["epochs_run"] == 2
     finally:
         node.stop()
         probe.close()
-    config = trainer_config({**yaml_defaults(), **params}, 1)
-    reference = train_from_bags(tmp_path / "bags", init, tmp_path / "reference.pt", config, threads=1, method="iwr")
-    want = load_checkpoint(reference.checkpoint).policy.state_dict()
-    for key, value in ckpt.policy.state_dict().items():
-        assert torch.equal(want[key], value), key
     # MILE's own settings are refused for a baseline, by name, before anything trains
     with trainer(tmp_path, method="iwr", checkpoint_dir=str(tmp_path / "refused")) as (_, _, node):
         assert node.proc.wait(60) != 0
