@@ -36,9 +36,15 @@ def vendor_dir() -> Path | None:
     return path if (path / "install.sh").is_file() else None
 
 
+def _installed(module: str) -> bool:
+    """A regular package of that name (the checkout's ``launch/`` folder is only a namespace package)."""
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
 def ros2_command() -> str:
     """The ``ros2`` command of the stack; skips (no stack) or fails (vendored but not installed)."""
-    missing = [m for m in MODULES if importlib.util.find_spec(m) is None]
+    missing = [m for m in MODULES if not _installed(m)]
     scripts = Path(sysconfig.get_path("scripts")) / "ros2"
     ros2 = str(scripts) if scripts.is_file() else shutil.which("ros2")
     if not missing and ros2:
