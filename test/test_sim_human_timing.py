@@ -166,3 +166,23 @@ def test_temporal_model_predicts_a_holding_waiting_human_exactly(setting, timing
             assert abs(flags[sel].sum() - pred[sel].sum()) < 4 * sd_bin + 1, (lo, hi)
     # Per-step MILE's prediction (P(I=1|s) at every step) is far off for this human.
     assert abs(flags.sum() - p_all.sum()) > 6 * np.sqrt((p_all * (1 - p_all)).sum())
+
+
+def test_expected_intervened_steps_match_the_human_s_own_draws(setting):
+    """The calibration's exact recursion against the human's draws on a fixed sequence of check
+    probabilities (its private step: the timing alone, the state's P(I=1|s) given)."""
+    env, _, stacked, frames = setting
+    human = _human(
+        env, stacked, frames, 0.3, timing="holding_waiting", wait_steps=2, min_takeover_steps=2, hold_mean=4.0, seed=9
+    )
+    human.action_mode = "expert"
+    p = np.random.default_rng(0).uniform(0.1, 0.9, 25)
+    expected = human.expected_intervened(p, np.zeros(len(p), int))
+    reps = 3000
+    counts = np.zeros(len(p))
+    for _ in range(reps):
+        human._held = human._streak = 0
+        for t, pt in enumerate(p):
+            counts[t] += human._decide_timed(None, None, float(pt), frames[0])[0]
+    np.testing.assert_allclose(counts / reps, expected, atol=4 * np.sqrt(0.25 / reps))
+    assert expected[:2].sum() == 0  # a start needs three yeses

@@ -328,23 +328,22 @@ class SimulatedHuman:
         """Set the cost so that the mean ``P(I=1|s)`` over these states is ``target_rate - margin``.
 
         ``P(I=1|s)`` falls monotonically in the cost, so bisection finds it; when even a zero cost
-        predicts fewer interventions the cost becomes 0. Returns the new cost. A waiting human is
-        calibrated on its start rate instead: the mean over steps of the probability that the last
-        ``wait_steps + 1`` checks all said yes (:func:`streak_probability`; ``episode`` says which
-        states follow each other). That ignores the steps it spends holding or already waiting, so
-        the realised rate is somewhat lower.
+        predicts fewer interventions the cost becomes 0. Returns the new cost. A holding or waiting
+        human is calibrated on its expected fraction of intervened steps along these states
+        (:meth:`expected_intervened`; ``episode`` says which states follow each other), so give it
+        the target fraction of intervened steps itself.
         """
         target = target_rate - margin
         if not 0.0 < target < 1.0:
             raise ValueError(f"target rate must lie in (0, 1), got {target}")
-        if self.wait_steps and episode is None:
-            raise ValueError("a waiting human's calibration needs each state's episode (the order of the states)")
+        if self.timing != "per_step" and episode is None:
+            raise ValueError("a holding or waiting human's calibration needs each state's episode (their order)")
         expert_out, mental_out = self._model_inputs(stacked_obs, frames)
 
         def rate(c: float) -> float:
             p = self._p_int(expert_out, mental_out, c)
-            if self.wait_steps:
-                return float(streak_probability(p.numpy().astype(np.float64), episode, self.wait_steps).mean())
+            if self.timing != "per_step":
+                return float(self.expected_intervened(p.numpy().astype(np.float64), episode).mean())
             return float(p.mean())
 
         lo, hi = 0.0, max(1.0, self.cost)
@@ -435,6 +434,41 @@ class SimulatedHuman:
         if self.action_mode == "expert":
             return True, self.expert.act(frame)
         return True, self._draw(expert_out, mental_out, p)
+
+    def expected_intervened(self, p: np.ndarray, episode: np.ndarray) -> np.ndarray:
+        """Per state, the probability that this (holding or waiting) human intervenes there, along
+        the given state sequences with checks saying yes with probability ``p``: the exact forward
+        recursion of its process (docs/learning.md, "The temporal intervention model"), with the
+        states taken as given (what interventions would change about them is not modelled)."""
+        p = np.asarray(p, dtype=np.float64)
+        episode = np.asarray(episode)
+        out = np.zeros(len(p))
+        cap = max(self.min_takeover_steps, 1)
+        release = np.array([self.release_probability(d) for d in range(1, cap + 1)])
+        w = self.wait_steps
+        free, chain, hold = 1.0, np.zeros(w), np.zeros(cap)
+        for t in range(len(p)):
+            if t == 0 or episode[t] != episode[t - 1]:
+                free, chain, hold = 1.0, np.zeros(w), np.zeros(cap)
+            kept = hold * (1.0 - release)
+            at_check = free + float((hold * release).sum())
+            if w:
+                start = float(chain[-1]) * p[t]
+                new_chain = np.empty(w)
+                new_chain[0] = at_check * p[t]
+                new_chain[1:] = chain[:-1] * p[t]
+                free = (at_check + float(chain.sum())) * (1.0 - p[t])
+                chain = new_chain
+            else:
+                start = at_check * p[t]
+                free = at_check * (1.0 - p[t])
+            hold = np.zeros(cap)
+            hold[0] = start
+            if cap > 1:
+                hold[1:] = kept[:-1]
+            hold[-1] += kept[-1]
+            out[t] = start + float(kept.sum())
+        return out
 
     def release_probability(self, held: int) -> float:
         """The hazard of handing back at a step, after a takeover has lasted ``held`` steps.
@@ -609,16 +643,17 @@ def make_simulated_human(
     then, because interventions change which states are visited, it runs ``oversight_episodes``
     episodes with the human watching and recalibrates on the states seen there (preset
     ``human.oversight_episodes``; 0 skips this second pass). A human who holds each takeover for
-    ``min_takeover_steps`` steps (a holding one: ``hold_mean`` on average) is calibrated to the start
-    rate that gives the target fraction of intervened steps (:func:`start_rate_for_held_rate`), not
-    to the target itself; a waiting one on its rate of completed streaks (:meth:`SimulatedHuman.calibrate`).
+    ``min_takeover_steps`` steps is calibrated to the start rate that gives the target fraction of
+    intervened steps (:func:`start_rate_for_held_rate`), not to the target itself; a holding or
+    waiting one on its expected fraction of intervened steps (:meth:`SimulatedHuman.expected_intervened`).
     """
     fit = fit_mental_model(task, checkpoint, rollouts=rollouts, seed=seed)
     human = SimulatedHuman.from_preset(task, env, fit, seed=seed, **overrides)
     if calibrate:
         preset = load_preset(task)
         target = float(target_rate if target_rate is not None else preset["target_intervention_rate"])
-        target = start_rate_for_held_rate(target, human.hold_mean)
+        if human.timing == "per_step":
+            target = start_rate_for_held_rate(target, human.hold_mean)
         margin = float(preset["human"]["calibration_margin"])
         human.calibrate(fit.stacked_obs, fit.frames, target, margin, fit.episode)
         n = int(oversight_episodes if oversight_episodes is not None else preset["human"]["oversight_episodes"])
