@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
 def pip(*args: str, cwd: Path | None = None) -> None:
@@ -87,12 +86,14 @@ def check_installed(site: Path, share: Path, scripts: Path, cwd: Path) -> None:
     assert f"config/joy_sdl.yaml: {share / 'config' / 'joy_sdl.yaml'}" in finder.stdout
 
 
+@pytest.mark.slow
 def test_wheel_installed_into_a_target_folder(wheel, tmp_path):
     target = tmp_path / "target"
     pip("install", "--no-deps", "--target", str(target), str(wheel))
     check_installed(target, target / "share" / "mile_ros", target / "bin", tmp_path)
 
 
+@pytest.mark.slow
 def test_wheel_installed_into_a_prefix_has_the_ament_layout(wheel, tmp_path):
     """The prefix is what ros2 launch needs: the index marker, share/mile_ros, and lib/mile_ros/<node>
     (each running the prefix's bin/<node>, which pip wrote for this interpreter)."""
