@@ -55,6 +55,11 @@ OVERRIDES = {
         "episode length; 0: the task's 500 steps",
         (("metaworld_bridge", "max_episode_steps", "int"),),
     ),
+    "method": (
+        "",
+        "the method each update trains: mile or a baseline (default: the file's)",
+        (("trainer_node", "method", "str"),),
+    ),
     "epochs": ("", "epochs per update", (("trainer_node", "epochs", "int"),)),
     "mental_rollouts": (
         "",

@@ -25,6 +25,11 @@ OVERRIDES = {
         (("trainer_node", "initial_checkpoint", "str"),),
     ),
     "prior_data": ("", "the initial policy's demonstrations (the prior)", (("trainer_node", "prior_data", "str"),)),
+    "method": (
+        "",
+        "the method each update trains: mile or a baseline (default: the file's)",
+        (("trainer_node", "method", "str"),),
+    ),
     "epochs": ("", "epochs per update", (("trainer_node", "epochs", "int"),)),
     "seed": ("", "base training seed", (("trainer_node", "seed", "int"),)),
 }

@@ -59,6 +59,11 @@ OVERRIDES = {
         "run seed: the session's episodes, the trainer",
         (("session_manager", "seed", "int"), ("trainer_node", "seed", "int")),
     ),
+    "method": (
+        "",
+        "the method each update trains: mile or a baseline (default: the file's)",
+        (("trainer_node", "method", "str"),),
+    ),
     "epochs": ("", "epochs per update", (("trainer_node", "epochs", "int"),)),
     "prior_data": ("", "the initial policy's demonstrations (the prior)", (("trainer_node", "prior_data", "str"),)),
 }

@@ -197,6 +197,7 @@ def test_bad_arguments_stop_the_launch_before_any_node_starts(tmp_path, init):
 
 
 def test_trainer_launch_trains_on_a_call_and_stops_on_ctrl_c(tmp_path):
+    """A baseline through method:=, as on a robot's trainer machine (the file's method is MILE)."""
     from std_srvs.srv import Trigger
     from test_graph_bags import OBS_DIM, write_episode
 
@@ -215,6 +216,7 @@ def test_trainer_launch_trains_on_a_call_and_stops_on_ctrl_c(tmp_path):
         f"checkpoint_dir:={tmp_path / 'checkpoints'}",
         f"initial_checkpoint:={init}",
         "epochs:=2",
+        "method:=iwr",
     ]
     with launched(tmp_path, "trainer.launch.py", *args) as launch:
         probe = Probe(launch.domain_id)
@@ -223,7 +225,9 @@ def test_trainer_launch_trains_on_a_call_and_stops_on_ctrl_c(tmp_path):
         finally:
             probe.close()
         assert response.success, response.message + launch.output[-4000:]
-        checkpoint = Path(json.loads(response.message)["checkpoint"])
+        answer = json.loads(response.message)
+        assert answer["method"] == "iwr", answer
+        checkpoint = Path(answer["checkpoint"])
         assert checkpoint.parent == tmp_path / "checkpoints" and checkpoint.is_file()
         load_checkpoint(checkpoint)
         code = launch.interrupt()
