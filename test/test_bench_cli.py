@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from test_benchmark_ray import RAY_ENV, ray_head  # noqa: F401  (a local Ray head, for the backends bench)
 
 from mile_ros.benchmarks import BENCHES
 from mile_ros.cli.main import main
@@ -45,9 +46,11 @@ def test_training_bench_refuses_more_load_sessions_than_processes(capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BENCHES))
-def test_each_benchmark_runs_and_prints_its_figures(name):
+def test_each_benchmark_runs_and_prints_its_figures(name, request):
     others = ",".join(n for n in BENCHES if n != name)
     env = {**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    if name == "backends":  # it measures a running cluster: $RAY_ADDRESS
+        env.update(RAY_ENV, RAY_ADDRESS=request.getfixturevalue("ray_head"))
     proc = subprocess.run(
         [sys.executable, "-m", "mile_ros.cli.main", "bench", "all", "--quick", "--skip", others],
         capture_output=True,
