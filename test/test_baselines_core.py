@@ -58,6 +58,7 @@ def fast_config(method: str, discrete: bool):
     return method_config(method, "drawer-open-v3", epochs=150, lr=3e-3, patience=None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("discrete", [False, True])
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_starts_from_a_clone_and_learns_the_human_action(method, discrete, tmp_path):

@@ -15,6 +15,8 @@ from mile_ros.learning import MileCheckpoint, MileConfig, Spec, fit_mile
 from mile_ros.learning.networks import build_policy
 from mile_ros.learning.synthetic import make_ground_truth, sample_record
 
+pytestmark = pytest.mark.slow  # test/conftest.py: left out of the fast tier
+
 
 @pytest.mark.parametrize(
     "discrete,true_cost",
