@@ -23,7 +23,7 @@ def node_names() -> list:
     raise RuntimeError(f"{source} defines no NODE_GROUPS literal")
 
 
-NODES = [*node_names(), "bag_mirror"]  # + the trainer host's bag mirror (docs/real-robot.md, section 8)
+NODES = node_names()
 SCRIPTS = ["mile-ros", *NODES]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -110,6 +111,12 @@ def check_node(probe: Probe, name: str, proc: NodeProcess, doc: DocTables) -> No
         assert short(types[0]) == doc.services[service]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_doc_lists_what_every_node_declares(tmp_path):
     spec = Spec(39, 4, action_low=(-1,) * 4, action_high=(1,) * 4)
     ckpt = tmp_path / "p.pt"
@@ -134,6 +141,9 @@ def test_doc_lists_what_every_node_declares(tmp_path):
         "webcam_node": ({"source": str(video), "loop": True}, domain),
         "r3m_encoder": ({"allow_random_weights": True, "cpu_threads": 1}, domain),
         "ps3_teleop": ({}, lonely),
+        # Its /trainer/train stands in front of a trainer that is not there (the trainer above serves its own).
+        "bag_mirror": ({"bags_dir": str(tmp_path / "mirror"), "sync_period_s": 0.0}, lonely),
+        "foxglove_bridge": ({"port": free_port()}, domain),
     }
     assert sorted(nodes) == sorted(NODES), "every node (mile_ros.nodes.NODE_GROUPS) is checked"
     procs = {n: NodeProcess(n, d, p, tmp_path) for n, (p, d) in nodes.items()}

@@ -26,6 +26,8 @@ NODES = [
     "webcam_node",
     "r3m_encoder",
     "ps3_teleop",
+    "bag_mirror",
+    "foxglove_bridge",
 ]
 
 

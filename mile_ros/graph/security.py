@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from mile_ros.graph.foxglove_bridge import LIVE_TOPICS
 from mile_ros.graph.topics import CAMERA_TOPIC, RECORDED_TOPICS
 
 __all__ = [
@@ -120,7 +121,11 @@ NODE_POLICIES: dict[str, Policy] = {
         subscribe=("/mile/observation", "/mile/active_checkpoint"),
         serves=("/simulated_human/reset", "/simulated_human/enable"),
     ),
-    "recorder_node": Policy(subscribe=_RECORDED, serves=("/recorder/start", "/recorder/stop")),
+    "recorder_node": Policy(
+        publish=("/recorder/bag_reply",),
+        subscribe=(*_RECORDED, "/recorder/bag_request"),
+        serves=("/recorder/start", "/recorder/stop"),
+    ),
     "trainer_node": Policy(publish=("/mile/checkpoint",), serves=("/trainer/train",)),
     "session_manager": Policy(
         publish=("/session/progress", "/mile/checkpoint"),
@@ -155,6 +160,16 @@ NODE_POLICIES: dict[str, Policy] = {
     "webcam_node": Policy(publish=("/camera/image_raw", "/camera/status")),
     "r3m_encoder": Policy(publish=("/camera/embedding",), subscribe=("/camera/image_raw",)),
     "ps3_teleop": Policy(publish=("/teleop/joy", "/teleop/status")),
+    # The trainer host's mirror: asks the recorder for finished bags, stands in front of the trainer.
+    "bag_mirror": Policy(
+        publish=("/recorder/bag_request",),
+        subscribe=("/recorder/bag_reply",),
+        serves=("/trainer/train", "/bag_mirror/sync"),
+        calls=("/trainer/train_local",),
+    ),
+    # The Foxglove live view reads what the bags record; `mile-ros sim` refuses it on a secured domain
+    # (it serves a WebSocket without authentication), but a keystore still names what it may read.
+    "foxglove_bridge": Policy(subscribe=LIVE_TOPICS),
     # interbotix's own processes on the robot computer (xs_sdk, robot_state_publisher), which the
     # secured domain would otherwise shut out: run them with --enclave /mile_ros/interbotix.
     INTERBOTIX: Policy(

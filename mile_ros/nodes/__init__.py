@@ -18,6 +18,8 @@ NODE_GROUPS = {
     "session": ("session_manager",),
     # The real-robot nodes of launch/widowx.launch.py (it also starts policy, arbitration, recorder, session).
     "robot": ("widowx_driver", "webcam_node", "r3m_encoder", "ps3_teleop"),
+    # Optional: the trainer host's bag mirror (docs/real-robot.md) and the Foxglove live view (docs/ecosystem.md).
+    "tools": ("bag_mirror", "foxglove_bridge"),
 }
 NODES = tuple(name for group in NODE_GROUPS.values() for name in group)
 SESSION_NODE = NODE_GROUPS["session"][0]
