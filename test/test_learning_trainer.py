@@ -237,6 +237,7 @@ def test_cost_from_rate_starts_at_the_records_own_intervention_rate(record):
     assert result.model.cost_value() != pytest.approx(QUICK["cost"])
 
 
+@pytest.mark.slow
 def test_a_shared_std_started_far_too_small_reaches_the_humans_spread_within_one_update(record):
     from mile_ros.learning.trainer import build_model
 
