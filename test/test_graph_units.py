@@ -157,3 +157,24 @@ def test_checkpoint_swap_loads_on_normal_scheduling(tmp_path):
     assert seen["policy"] == os.SCHED_OTHER and seen["nice"] >= 0, (seen, "FIFO granted" if realtime else "")
     policy.reset()
     assert not np.allclose(policy.act(frame)[0], before)
+
+
+def test_a_domain_a_live_process_holds_is_in_use_and_never_handed_to_a_test():
+    """A session still starting (nothing bound yet) holds its domain through its environment: a test
+    that reused the id would talk to that session's nodes (seen in CI: another session's recorder)."""
+    import os
+    import subprocess
+    import sys
+
+    from mile_ros.graph.launcher import domains_in_use
+    from mile_ros.nodes.probe import unique_domain_id
+
+    first = unique_domain_id()
+    env = dict(os.environ, ROS_DOMAIN_ID=str(first))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    try:
+        assert first in domains_in_use()
+        assert first not in {unique_domain_id() for _ in range(200)}
+    finally:
+        holder.kill()
+        holder.wait()

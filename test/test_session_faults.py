@@ -359,7 +359,8 @@ def test_domain_ids_outside_0_to_101_are_refused(tmp_path):
 def test_the_random_domain_is_safe_and_avoids_busy_ones():
     import random
 
-    from mile_ros.cli.sim import domains_in_use, pick_domain_id
+    from mile_ros.cli.sim import pick_domain_id
+    from mile_ros.graph.launcher import domains_in_use
 
     rng = random.Random(0)
     picks = {pick_domain_id(rng) for _ in range(2000)}

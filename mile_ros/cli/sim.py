@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from mile_ros.graph.launcher import domains_in_use
 from mile_ros.nodes import NODE_GROUPS, SESSION_NODE
 
 DOMAIN_IDS = range(0, 102)  # safe on Linux (ROS 2's "The ROS_DOMAIN_ID" guide)
@@ -50,21 +51,6 @@ def domain_id(text: str) -> int:
             "Linux's ephemeral ports"
         )
     return value
-
-
-def domains_in_use() -> set[int]:
-    """Domains with a DDS port bound on this host (each domain owns ports 7400 + 250 x id + 0..249)."""
-    used = set()
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            port = int(line.split()[1].rsplit(":", 1)[1], 16)
-            if port >= 7400:
-                used.add((port - 7400) // 250)
-    return used
 
 
 def pick_domain_id(rng: random.Random | None = None) -> int:

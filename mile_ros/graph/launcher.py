@@ -357,3 +357,26 @@ def loopback_dds_env(env: dict[str, str], profile_dir: Path) -> str:
         os.replace(tmp, profile)
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     return "private to this host: DDS on 127.0.0.1 and shared memory only"
+
+
+def domains_in_use() -> set[int]:
+    """ROS domains in use on this host: those with a DDS port bound (each domain owns ports
+    7400 + 250 x id + 0..249) and those in a live process's ``ROS_DOMAIN_ID`` (a session whose
+    nodes are still starting has bound nothing yet). Linux /proc; elsewhere none."""
+    used = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            port = int(line.split()[1].rsplit(":", 1)[1], 16)
+            if port >= 7400:
+                used.add((port - 7400) // 250)
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            for item in environ.read_bytes().split(b"\0"):
+                if item.startswith(b"ROS_DOMAIN_ID="):
+                    with contextlib.suppress(ValueError):
+                        used.add(int(item[len(b"ROS_DOMAIN_ID=") :]))
+    return used

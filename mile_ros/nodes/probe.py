@@ -28,6 +28,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
+from mile_ros.graph.launcher import domains_in_use
 from mile_ros.graph.topics import TOPICS
 from mile_ros.nodes.common import call_service, qos
 from mile_ros.nodes.msgtypes import msg_class
@@ -47,8 +48,15 @@ _counter = itertools.count()
 
 
 def unique_domain_id() -> int:
-    """A domain id for this process and call (0-101 is the range safe on Linux)."""
-    return 10 + (os.getpid() * 7 + next(_counter) * 13) % 90
+    """A domain id for this process and call (0-101 is the range safe on Linux) that no live process
+    has in its environment: the 90 ids cycle within a long test run, and a node an earlier test left
+    behind on a reused id would answer this test's services."""
+    busy = domains_in_use()
+    for _ in range(90):
+        domain = 10 + (os.getpid() * 7 + next(_counter) * 13) % 90
+        if domain not in busy:
+            return domain
+    raise RuntimeError(f"every ROS domain id from 10 to 99 is in use by a live process: {sorted(busy)}")
 
 
 def ros_env(domain_id: int) -> dict[str, str]:
