@@ -39,7 +39,7 @@ from .loop import LoopResult, train_loop
 from .model import MileModel
 from .networks import STD_MODES, diag_gaussian_log_prob
 from .prior import PriorTerm
-from .trainer import MileConfig, build_model, calibrate_cost
+from .trainer import MileConfig, build_model, calibrate_cost, record_tensors
 
 __all__ = [
     "StepTerms",
@@ -301,18 +301,6 @@ def _episode_layout(episode: np.ndarray, window: int = 0) -> tuple[Tensor, Tenso
     return torch.from_numpy(index), torch.from_numpy(mask), offsets
 
 
-def _tensors(ds: InterventionDataset, padding: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    obs = torch.from_numpy(ds.stacked_observations(padding))
-    flag = torch.from_numpy(ds.intervention)
-    if ds.spec.discrete:
-        human = torch.from_numpy(np.where(ds.intervention, ds.human_action, 0)).long()
-        robot = torch.from_numpy(ds.robot_action).long()
-    else:
-        human = torch.from_numpy(np.nan_to_num(ds.human_action)).float()
-        robot = torch.from_numpy(ds.robot_action).float()
-    return obs, flag, human, robot
-
-
 @torch.no_grad()
 def filter_sequences(model: TemporalModel, dataset: InterventionDataset, padding: str = "repeat") -> dict:
     """The exact log-likelihood of a record and the one-step-ahead predictions, episode by episode.
@@ -321,7 +309,7 @@ def filter_sequences(model: TemporalModel, dataset: InterventionDataset, padding
     (``P(I_t = 1 | past)``), and ``total`` (their sum).
     """
     model.eval()
-    obs, flag, human, _ = _tensors(dataset, padding)
+    obs, flag, human, _ = record_tensors(dataset, padding)
     terms = model.step_terms(obs, flag, human)
     index, mask, _ = _episode_layout(dataset.episode)
     logs, preds, _ = model.run(terms, flag, index, mask)
@@ -428,7 +416,7 @@ def fit_temporal(
         raise ValueError(f"window must be 0 (whole episodes) or a number of steps, got {config.window}")
     spec = dataset.spec
     train, val = dataset.split_by_episode(config.val_fraction, config.seed)
-    obs, flag, human, robot = _tensors(train, config.padding)
+    obs, flag, human, robot = record_tensors(train, config.padding)
     mile = build_model(spec, config, init, obs)
     mile.mental.requires_grad_(not config.freeze_mental)
     lambda_mental = 0.0 if config.freeze_mental else config.lambda_mental

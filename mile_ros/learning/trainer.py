@@ -153,7 +153,8 @@ def build_model(
     )
 
 
-def _tensors(ds: InterventionDataset, padding: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def record_tensors(ds: InterventionDataset, padding: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A record as tensors: stacked observations, intervention flags, human and robot actions."""
     obs = torch.from_numpy(ds.stacked_observations(padding))
     flag = torch.from_numpy(ds.intervention)
     if ds.spec.discrete:
@@ -192,7 +193,7 @@ def fit_mile(
         raise ValueError(f"policy_std must be one of {STD_MODES}, got {config.policy_std!r}")
     if config.std_step not in ("network", "scalar"):
         raise ValueError(f"std_step must be network or scalar, got {config.std_step!r}")
-    obs, flag, human, robot = _tensors(train, config.padding)
+    obs, flag, human, robot = record_tensors(train, config.padding)
     model = model or build_model(spec, config, init, obs)
     model.mental.requires_grad_(not config.freeze_mental)
     lambda_mental = 0.0 if config.freeze_mental else config.lambda_mental
@@ -221,7 +222,7 @@ def fit_mile(
 
     val_loss = None
     if len(val):
-        v_obs, v_flag, v_human, _ = _tensors(val, config.padding)
+        v_obs, v_flag, v_human, _ = record_tensors(val, config.padding)
 
         def val_loss() -> float:  # the record's NLL per step, whatever the training weights
             return float(model.losses(v_obs, v_flag, v_human).total)
