@@ -144,6 +144,15 @@ def test_policy_node_realtime_priority_reaches_every_thread_or_warns(tmp_path):
             return bool(probe.messages("/mile/proposed_action"))
 
         probe.wait_for(proposed, 20, "a proposal")
+        # A hot swap loads on a thread put on normal scheduling on purpose: not taken for a demotion.
+        swapped = str(make_ckpt(tmp_path / "b.pt", 1, False))
+        probe.listen("/mile/active_checkpoint")
+        probe.wait_matched("/mile/checkpoint")
+        probe.publish("/mile/checkpoint", String(data=swapped))
+        active = lambda: any(m.data == swapped for m in probe.messages("/mile/active_checkpoint"))  # noqa: E731
+        probe.wait_for(active, 60, "the swap")
+        time.sleep(2.5)  # one more round of the node's 2 s check
+        assert realtime_problem(node, 3, settle=0) is None
         if may_use_realtime() and "could not set" not in node.output():
             # Something outside moves a thread back (a watchdog demoting busy real-time tasks): said.
             tid = int(next(iter(thread_niceness(node.proc.pid))).rsplit("/", 1)[1])

@@ -20,6 +20,11 @@ from mile_ros.learning import FrameStacker, MileCheckpoint, PolicyRunner, Spec, 
 __all__ = ["SwappablePolicy"]
 
 
+# Threads put on normal scheduling on purpose (checkpoint loads): a node's real-time watch skips them.
+# Kept after the thread ends (one id per load), so that its last instants are never taken for a demotion.
+NORMAL_BY_DESIGN: set[int] = set()
+
+
 def _drop_to_normal_scheduling() -> None:
     """Put the calling thread on normal scheduling at niceness >= 0.
 
@@ -28,6 +33,7 @@ def _drop_to_normal_scheduling() -> None:
     rendering and the robot bridge on its core. Lowering one's own priority needs no privilege.
     """
     tid = threading.get_native_id()
+    NORMAL_BY_DESIGN.add(tid)
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: no sched_* off Linux
         if os.sched_getscheduler(tid) != os.SCHED_OTHER:
             os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
