@@ -63,6 +63,15 @@ def clone_policy(init: MileCheckpoint) -> PolicyNet:
     return policy
 
 
+def mile_start(init: MileCheckpoint, trainer: str, cost: float, sigma: float) -> MileCheckpoint:
+    """Where a MILE-family fit starts: ``init`` itself when it is this trainer's own previous fit
+    (iterative training keeps its mental model); any other learner's mental model is not this one's,
+    so the mental model starts as a copy of the policy."""
+    if init.mental is not None and init.meta.get("trainer") == trainer:
+        return init
+    return MileCheckpoint(init.spec, init.policy, None, cost, sigma)
+
+
 def merge_demos(
     dataset: InterventionDataset, demos: InterventionDataset | None, offset: int = DEMO_EPISODE_OFFSET
 ) -> InterventionDataset:

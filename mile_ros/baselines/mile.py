@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from mile_ros.learning import InterventionDataset, MileCheckpoint, MileConfig, RolloutSelection, fit_mile
 
-from .common import merge_demos
+from .common import merge_demos, mile_start
 
 __all__ = ["MileConfig", "train"]
 
@@ -32,11 +32,6 @@ def train(
 ) -> MileCheckpoint:
     config = config or MileConfig()
     data = merge_demos(dataset, demos)
-    # Continue MILE's own previous fit (iterative training) with its mental model; any other
-    # checkpoint's mental model belongs to another learner, so MILE's starts as a copy of the policy.
-    if init.mental is not None and init.meta.get("trainer") == "mile":
-        start = init
-    else:
-        start = MileCheckpoint(init.spec, init.policy, None, config.cost, config.sigma)
+    start = mile_start(init, NAME, config.cost, config.sigma)
     result = fit_mile(data, config, init=start, prior=prior, should_stop=should_stop, selection=selection)
-    return result.checkpoint(trainer="mile")
+    return result.checkpoint(trainer=NAME)

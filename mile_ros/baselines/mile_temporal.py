@@ -17,7 +17,7 @@ from typing import Any
 from mile_ros.learning import InterventionDataset, MileCheckpoint
 from mile_ros.learning.temporal import TemporalConfig, fit_temporal
 
-from .common import merge_demos
+from .common import merge_demos, mile_start
 
 __all__ = ["TemporalConfig", "train"]
 
@@ -36,11 +36,6 @@ def train(
 ) -> MileCheckpoint:
     config = config or TemporalConfig()
     data = merge_demos(dataset, demos)
-    # Continue this method's own previous fit with its mental model, as MILE does; any other
-    # learner's mental model is not this one's, so it starts as a copy of the policy.
-    if init.mental is not None and init.meta.get("trainer") == NAME:
-        start = init
-    else:
-        start = MileCheckpoint(init.spec, init.policy, None, config.cost, config.sigma)
+    start = mile_start(init, NAME, config.cost, config.sigma)
     result = fit_temporal(data, config, init=start, prior=prior, should_stop=should_stop, selection=selection)
     return result.checkpoint(data.spec, trainer=NAME)

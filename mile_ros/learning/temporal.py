@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -506,17 +506,11 @@ def fit_temporal(
         [*mile.scalar_parameters(with_stds=config.std_step == "scalar"), model.wait_logits, model.hold_bias],
         config.scalar_lr,
         should_stop,
-        **({"selection": selection} if selection is not None else {}),
+        selection=selection,
     )
     return TemporalResult(model, config, loop, len(train), len(val))
 
 
 def _with_batch(config: TemporalConfig, per_batch: int) -> TemporalConfig:
     """The config with its batch counted in windows (what the loop shuffles)."""
-    d = asdict(config)
-    d["batch_size"] = per_batch
-    d["hidden"] = tuple(d["hidden"])
-    d["hazard_hidden"] = tuple(d["hazard_hidden"])
-    if d.get("mental_hidden") is not None:
-        d["mental_hidden"] = tuple(d["mental_hidden"])
-    return TemporalConfig(**d)
+    return replace(config, batch_size=per_batch)
