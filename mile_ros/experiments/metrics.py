@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 
-__all__ = ["prediction_scores"]
+__all__ = ["auc", "prediction_scores"]
 
 
-def _auc(p: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve by the rank (Mann-Whitney) statistic, ties counted half."""
+def auc(p: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve of scores ``p`` (any monotone scale) against outcomes ``y``, by the
+    rank (Mann-Whitney) statistic, ties counted half."""
+    p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=bool)
     pos, neg = int(y.sum()), int((~y).sum())
     if pos == 0 or neg == 0:
         return math.nan
@@ -36,7 +38,7 @@ def prediction_scores(probability: np.ndarray, intervened: np.ndarray, eps: floa
     return {
         "accuracy": float((guess == y).mean()),
         "balanced_accuracy": float(np.nanmean([tpr, tnr])),
-        "auc": _auc(p, y),
+        "auc": auc(p, y),
         "log_likelihood": float(np.mean(np.where(y, np.log(p), np.log1p(-p)))),
         "steps": len(y),
         "interventions": int(y.sum()),
