@@ -7,6 +7,8 @@ Rules (docs/interfaces.md, arbitration_node):
 - Otherwise a fresh proposal is executed (``source = robot``).
 - Neither fresh (the watchdog) -> ``hold``: zero motion, the gripper kept where it was (opening it
   could drop an object). A human who holds the takeover but whose pad goes silent also gets ``hold``.
+- A robot that asks for help (:mod:`mile_ros.graph.asking`) holds too while its request is open and
+  the human has not taken over (``command(..., hold=True)``).
 - At every change of source the command is rate-limited: each component moves by at most
   ``max_jump`` per command until it reaches the new source's action, so the arm never jerks at a
   handover. ``hold`` itself is applied at once: stopping is the safe direction.
@@ -24,7 +26,7 @@ import numpy as np
 from .joy_mapping import JoyMapping, JoyMappingError
 from .topics import SOURCE_HOLD, SOURCE_HUMAN, SOURCE_ROBOT
 
-__all__ = ["Arbiter", "ArbitrationConfig", "Command"]
+__all__ = ["Arbiter", "ArbitrationConfig", "Command", "hold_action"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,15 @@ class ArbitrationConfig:
             raise ValueError(f"watchdog_timeout must be positive, got {self.watchdog_timeout}")
         if not 0 < self.max_jump <= 2:
             raise ValueError(f"max_jump must lie in (0, 2], got {self.max_jump}")
+
+
+def hold_action(last: np.ndarray, gripper_index: int) -> np.ndarray:
+    """The ``hold`` command after ``last``: no motion, the gripper (when in range) kept where it was."""
+    last = np.asarray(last, dtype=np.float64).reshape(-1)
+    out = np.zeros(len(last))
+    if 0 <= gripper_index < len(last):
+        out[gripper_index] = last[gripper_index]
+    return out
 
 
 @dataclass
@@ -102,23 +113,28 @@ class Arbiter:
         """True once a Joy message stamped at or after ``stamp_ns`` arrived (lockstep mode)."""
         return self.joy_stamp >= stamp_ns
 
-    def command(self, now: float, stamp_ns: int | None = None) -> Command:
-        """The command to execute now; ``stamp_ns`` defaults to the latest proposal's stamp."""
+    def human_active(self, now: float) -> bool:
+        """The human holds the takeover on a fresh Joy message: a command now is theirs."""
+        return self.joy_takeover and self.joy_fresh(now)
+
+    def command(self, now: float, stamp_ns: int | None = None, hold: bool = False) -> Command:
+        """The command to execute now; ``stamp_ns`` defaults to the latest proposal's stamp.
+
+        ``hold``: the robot may not drive (it asked for help): ``hold`` unless the human drives.
+        """
         stamp = self.proposal_stamp if stamp_ns is None else stamp_ns
-        human = self.joy_takeover and self.joy_fresh(now)
+        human = self.human_active(now)
         robot = self.proposal if self.proposal_fresh(now) else None
         if human:
             source, target = SOURCE_HUMAN, self.joy_action.copy()
         elif self.joy_takeover and not self.joy_fresh(now) and self.joy_action is not None:
             source, target = SOURCE_HOLD, None  # the human was driving and the pad fell silent
-        elif robot is not None:
+        elif robot is not None and not hold:
             source, target = SOURCE_ROBOT, robot.copy()
         else:
             source, target = SOURCE_HOLD, None
         if source == SOURCE_HOLD:
-            out = np.zeros(self.act_dim)
-            if 0 <= self.config.gripper_index < self.act_dim:
-                out[self.config.gripper_index] = self.last_output[self.config.gripper_index]
+            out = hold_action(self.last_output, self.config.gripper_index)
             self.blending = True  # leaving hold is a switch too
         else:
             if source != self.last_source:

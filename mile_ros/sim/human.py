@@ -12,6 +12,11 @@ shifted geometric of mean ``hold_mean``); a ``waiting`` human, once concerned, w
 "recovers" when a check comes out no); ``holding_waiting`` does both. Every check is a fresh draw of
 ``Bernoulli(P(I=1|s))`` at the step's state. ``mile_ros.learning.temporal`` is the model of these
 humans (docs/learning.md, "The temporal intervention model").
+
+A robot that asks for help (:mod:`mile_ros.graph.asking`) is answered: asked while not driving, the
+human looks and takes over at once for ``answer_steps`` steps, driving as the expert does (its own
+``pi_H``), then hands back and goes on as before. ``free_intervention=False`` is a human who steps in
+only when asked (one who does not watch the robot all the time).
 """
 
 from __future__ import annotations
@@ -241,8 +246,12 @@ class SimulatedHuman:
         timing: str = "per_step",
         hold_mean: float = 10.0,
         wait_steps: int = 3,
+        answer_steps: int = 10,
+        free_intervention: bool = True,
     ) -> None:
         check_human_settings(sigma, min_takeover_steps, action_mode, timing, hold_mean, wait_steps)
+        if isinstance(answer_steps, bool) or not isinstance(answer_steps, numbers.Integral) or answer_steps < 1:
+            raise ValueError(f"answer_steps must be a whole number of at least 1, got {answer_steps!r}")
         if cost < 0:
             raise ValueError(f"need cost >= 0, got cost={cost}")
         if expert.discrete != spec.discrete:
@@ -273,6 +282,12 @@ class SimulatedHuman:
         # not counted), and concern streaks that ended without a takeover (the robot recovered).
         self.takeover_lengths: list[int] = []
         self.recoveries = 0
+        # Help requests (a robot that asks): steps each answer lasts, and what the human answered.
+        self.answer_steps = int(answer_steps)
+        self.free_intervention = bool(free_intervention)
+        self._answer_left = 0
+        self.answers = 0  # requests answered (takeovers started because the robot asked)
+        self.answered_steps = 0  # steps driven in answers
 
     # ---- state ------------------------------------------------------------------------------
 
@@ -285,6 +300,7 @@ class SimulatedHuman:
         self.stacker.reset()
         self._takeover_left = 0
         self._held = self._streak = 0
+        self._answer_left = 0
         self.last_probability = math.nan
         if seed is not None:
             self.rng = np.random.default_rng([seed, 7919])
@@ -412,14 +428,19 @@ class SimulatedHuman:
             action = np.clip(action, self.spec.action_low, self.spec.action_high)
         return np.asarray(action, dtype=np.float32)
 
-    def decide(self, stacked_obs: np.ndarray, frame: np.ndarray) -> tuple[bool, Any]:
+    def decide(self, stacked_obs: np.ndarray, frame: np.ndarray, asked: bool = False) -> tuple[bool, Any]:
         """One step: ``(intervene, action)``; action is None when not intervening.
 
+        ``asked``: the robot's help request is open (it holds, waiting for a takeover).
         ``last_probability`` holds this state's ``P(I=1|s)``.
         """
         expert_out, mental_out = self._model_inputs(stacked_obs, frame)
         p = float(self._p_int(expert_out, mental_out, self.cost)[0])
         self.last_probability = p
+        if self._answer_left or (asked and not self.driving):
+            return True, self._answer(expert_out, frame)
+        if not self.free_intervention:
+            return False, None
         if self.timing != "per_step":
             return self._decide_timed(expert_out, mental_out, p, frame)
         if self._takeover_left > 0:
@@ -517,19 +538,38 @@ class SimulatedHuman:
 
     def _draw_plain(self, expert_out: Any, frame: np.ndarray, p: float) -> Any:
         """An action while holding: the expert's policy ``pi_H`` itself (or the mode's own rule)."""
-        if self.action_mode == "expert":
-            return self.expert.act(frame)
         if self.action_mode == "authors":
             return self._draw_shrunk(expert_out, p)
+        return self._draw_expert(expert_out, frame)
+
+    def _draw_expert(self, expert_out: Any, frame: np.ndarray) -> Any:
+        """The expert's own action: a draw from ``pi_H``, or the scripted action in ``expert`` mode."""
+        if self.action_mode == "expert":
+            return self.expert.act(frame)
         if self.spec.discrete:
             probs = expert_out[0].exp().numpy().astype(np.float64)
             return int(self.rng.choice(len(probs), p=probs / probs.sum()))
         mu, std = (t[0].numpy().astype(np.float64) for t in expert_out)
         return self._finish(mu + std * self.rng.standard_normal(len(mu)))
 
-    def act(self, frame: np.ndarray) -> tuple[bool, Any]:
+    @property
+    def driving(self) -> bool:
+        """The human is in a takeover that goes on at the next step (an answer or a held takeover)."""
+        return bool(self._answer_left or self._takeover_left or self._held)
+
+    def _answer(self, expert_out: Any, frame: np.ndarray) -> Any:
+        """A step of answering a help request: the human drives as the expert does (``pi_H``)."""
+        if not self._answer_left:  # a new answer: it interrupts a waiting human's watch
+            self._answer_left = self.answer_steps
+            self._streak = 0
+            self.answers += 1
+        self._answer_left -= 1
+        self.answered_steps += 1
+        return self._draw_expert(expert_out, frame)
+
+    def act(self, frame: np.ndarray, asked: bool = False) -> tuple[bool, Any]:
         """:meth:`decide` with this human's own frame stacking (call :meth:`reset` at episode start)."""
-        return self.decide(self.stacker.push(frame), frame)
+        return self.decide(self.stacker.push(frame), frame, asked)
 
     # ---- construction -----------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 :func:`run_episode` records every step as ``(s, a_R, I, a_H)`` exactly as the ROS recorder does;
 :func:`evaluate` measures success over a fixed list of seeds so that every method meets the same
-episodes.
+episodes. With ``ask`` the robot asks for help as the arbitration node does
+(:mod:`mile_ros.graph.asking`); its held steps are left out of the record, as the ROS record leaves
+out ``hold`` commands.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mile_ros.graph.arbitration import ArbitrationConfig, hold_action
+from mile_ros.graph.asking import AskConfig, HelpRequester
 from mile_ros.learning import InterventionDataset, MileCheckpoint, PolicyRunner, Spec, load_checkpoint
 
 from .envs import SimEnv, make_env
@@ -33,6 +37,7 @@ __all__ = [
     "evaluate",
     "run_episode",
     "single_torch_thread",
+    "takeover_count",
 ]
 
 
@@ -54,6 +59,12 @@ class Overseer(Protocol):
     def act(self, frame: np.ndarray) -> tuple[bool, Any]: ...
 
 
+def takeover_count(intervention: np.ndarray) -> int:
+    """How many takeovers (runs of intervened steps) one episode's flags hold."""
+    flags = np.asarray(intervention, dtype=bool)
+    return int(np.count_nonzero(flags[1:] & ~flags[:-1]) + (len(flags) > 0 and flags[0]))
+
+
 @dataclass
 class Episode:
     """One episode's record (arrays empty when not recorded) and its summary."""
@@ -73,6 +84,20 @@ class Episode:
     length: int
     intervention_count: int
     wall_time: float
+    # Asking for help (run_episode's ``ask``): per recorded step whether the robot held, waiting for an
+    # answer (empty without asking), and the requests' counts.
+    held: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    help_requests: int = 0
+    requests_answered: int = 0
+    requests_timed_out: int = 0
+    held_steps: int = 0
+
+    @property
+    def takeovers(self) -> int:
+        """Takeovers in this episode (needs the record)."""
+        if len(self.intervention) != self.length:
+            raise ValueError("episode was run with record=False; its takeovers were not kept")
+        return takeover_count(self.intervention)
 
     @property
     def intervention_rate(self) -> float:
@@ -83,9 +108,21 @@ class Episode:
         return self.length / self.wall_time if self.wall_time > 0 else math.inf
 
     def to_dataset(self, episode_id: int) -> InterventionDataset:
-        """This episode as rows of an :class:`InterventionDataset` with the given episode id."""
+        """This episode as rows of an :class:`InterventionDataset` with the given episode id (held
+        steps left out, as from a bag)."""
         if len(self.observation) != self.length:
             raise ValueError("episode was run with record=False; nothing to turn into a dataset")
+        if self.held.any():
+            keep = ~self.held
+            return InterventionDataset(
+                self.spec,
+                self.observation[keep],
+                self.robot_action[keep],
+                self.intervention[keep],
+                self.human_action[keep],
+                np.full(int(keep.sum()), episode_id, dtype=np.int64),
+                self.step[keep],
+            )
         return InterventionDataset(
             self.spec,
             self.observation,
@@ -121,18 +158,38 @@ def single_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_episode(env: SimEnv, actor: Actor, seed: int, human: Overseer | None = None, record: bool = True) -> Episode:
+def run_episode(
+    env: SimEnv,
+    actor: Actor,
+    seed: int,
+    human: Overseer | None = None,
+    record: bool = True,
+    ask: AskConfig | None = None,
+) -> Episode:
     """Run one episode from ``env.reset(seed)``.
 
     Each step the human (when given) decides first, from what it has seen so far; the robot's action
     is computed every step and recorded whether or not it is executed; the human's action is
     executed when intervening. Torch runs single-threaded meanwhile (see :func:`single_torch_thread`).
+
+    ``ask``: the robot asks for help. After the robot's action, its ``P(I=1|s)`` (the actor's
+    ``intervention_probability()``, a :class:`~mile_ros.learning.PolicyRunner` of a checkpoint with an
+    intervention model) steps a :class:`~mile_ros.graph.asking.HelpRequester`; while a request is open
+    the robot holds (arbitration's ``hold``) and the human sees it from the next step on
+    (``human.act(frame, asked=True)``).
     """
+    if ask is not None:
+        if env.spec.discrete:
+            raise ValueError("asking for help holds the arm still: it needs continuous actions")
+        if not callable(getattr(actor, "intervention_probability", None)):
+            raise ValueError("asking for help needs an actor with intervention_probability() (a PolicyRunner)")
     with single_torch_thread():
-        return _run_episode(env, actor, seed, human, record)
+        return _run_episode(env, actor, seed, human, record, ask)
 
 
-def _run_episode(env: SimEnv, actor: Actor, seed: int, human: Overseer | None, record: bool) -> Episode:
+def _run_episode(
+    env: SimEnv, actor: Actor, seed: int, human: Overseer | None, record: bool, ask: AskConfig | None = None
+) -> Episode:
     spec = env.spec
     discrete = spec.discrete
     started = time.perf_counter()
@@ -140,13 +197,27 @@ def _run_episode(env: SimEnv, actor: Actor, seed: int, human: Overseer | None, r
     actor.reset()
     if human is not None:
         human.reset(seed)
-    frames, robot, flags, humans, rewards, probs = [], [], [], [], [], []
+    frames, robot, flags, humans, rewards, probs, held = [], [], [], [], [], [], []
     no_action: Any = -1 if discrete else np.full(spec.act_dim, np.nan, dtype=np.float32)
     success, interventions = False, 0
+    requester = HelpRequester(ask) if ask is not None else None
+    gripper = ArbitrationConfig().gripper_index
+    last_executed: Any = np.zeros(spec.act_dim)
     while True:
-        intervene, human_action = (False, None) if human is None else human.act(frame)
+        if human is None:
+            intervene, human_action = False, None
+        elif requester is None:
+            intervene, human_action = human.act(frame)
+        else:
+            intervene, human_action = human.act(frame, asked=requester.asking)
         robot_action = actor.act(frame)
         executed = human_action if intervene else robot_action
+        hold = False
+        if requester is not None:
+            hold = requester.step(actor.intervention_probability(), bool(intervene)).asking
+            if hold:
+                executed = hold_action(last_executed, gripper).astype(np.float32)
+            last_executed = executed
         result = env.step(executed)
         interventions += int(intervene)
         success = success or result.success
@@ -157,6 +228,7 @@ def _run_episode(env: SimEnv, actor: Actor, seed: int, human: Overseer | None, r
             humans.append(human_action if intervene else no_action)
             rewards.append(result.reward)
             probs.append(human.last_probability if human is not None else math.nan)
+            held.append(hold)
         frame = result.obs
         if result.done:
             break
@@ -182,6 +254,17 @@ def _run_episode(env: SimEnv, actor: Actor, seed: int, human: Overseer | None, r
         length=int(env.steps),
         intervention_count=interventions,
         wall_time=time.perf_counter() - started,
+        **(
+            {}
+            if requester is None
+            else {
+                "held": array(held, bool, (0,)),
+                "help_requests": requester.requests,
+                "requests_answered": requester.answered,
+                "requests_timed_out": requester.timed_out,
+                "held_steps": requester.held_steps,
+            }
+        ),
     )
 
 
