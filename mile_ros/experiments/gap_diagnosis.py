@@ -11,14 +11,15 @@ For continuous actions ``P(I=1|s)`` rises with one number per state, the spread
 ``D(s) = sum_i (S_i^2 + (m_i - mu_i)^2) / sigma_i^2`` of the belief ``N(m, S^2)`` under the acting
 policy ``N(mu, sigma^2)``, whatever ``c`` and the probit scale are: the AUC of any such model is the
 AUC of its ``D``. So the learned model is scored with each of its two halves swapped for the
-human's own: the policy half (``mu, sigma``: learned, or the human's expert) and the belief half
+human's own: the policy half (``mu, sigma``: learned, the learned mean with the expert's std, or
+the human's expert) and the belief half
 (``m, S``: the learned mental model, or the human's belief), on the training record (in sample)
 and on the held-out episodes. Log-likelihoods per step are given over the training record's
 constant rate, with the learned ``c`` and scale (``learned``) and, for every pair, with ``c`` and the
 scale refit to the training record by maximum likelihood (``*_fit``: how well that ``D`` can be
 calibrated at best). Also: the learned policy's mean error to the expert's mean on the training
 record's intervened and robot steps and on the held-out steps. One JSON line per seed is appended
-to ``OUT/results.jsonl``.
+to ``OUT/results.jsonl``; the trained checkpoint and both records are kept beside it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ from mile_ros.sim.initial_policy import demonstrations_path
 from mile_ros.sim.rollout import episodes_to_dataset, run_episode
 
 TRAIN_SEED, TEST_SEED = 7_000_000, 8_000_000  # episode seeds, far from evaluation and mental-model seeds
-HALVES = ("learned", "human")  # where each half of the model comes from
+# Where each half of the model comes from; "learned_mean": the learned policy's mean with the
+# expert's std (is the learned std what spoils the ranking, or the mean?).
+POLICIES = ("learned", "learned_mean", "human")
+BELIEFS = ("learned", "human")
 
 
 def _record(env: Any, init: MileCheckpoint, human: SimulatedHuman, seeds: list[int]) -> InterventionDataset:
@@ -61,6 +65,7 @@ def _halves(ckpt: MileCheckpoint, human: SimulatedHuman, data: InterventionDatas
     return {
         "policy/learned": tuple(t.double() for t in model.policy(obs)),
         "policy/human": tuple(t.double() for t in expert),
+        "policy/learned_mean": (model.policy(obs)[0].double(), expert[1].double()),
         "belief/learned": tuple(t.double() for t in model.mental(obs)),
         "belief/human": tuple(t.double() for t in belief),
     }
@@ -123,8 +128,8 @@ def score(ckpt: MileCheckpoint, human: SimulatedHuman, train: InterventionDatase
     rate = float(np.clip(train.intervention.mean(), 1e-6, 1 - 1e-6))
     model = ckpt.intervention_model()
     out: dict[str, Any] = {"learned_cost": model.cost_value(), "learned_scale": model.sigma_value()}
-    for policy in HALVES:
-        for belief in HALVES:
+    for policy in POLICIES:
+        for belief in BELIEFS:
             name = f"{policy}_policy/{belief}_belief"
             spread = {
                 split: gaussian_spread(*h[f"policy/{policy}"], *h[f"belief/{belief}"]).numpy()
@@ -170,6 +175,9 @@ def run_seed(args: argparse.Namespace, seed: int, init: MileCheckpoint, prior: I
     overrides = {"seed": seed} | ({"epochs": args.epochs} if args.epochs else {})
     config = method_config("mile", args.task, iterative=False, **overrides)
     ckpt = train_method("mile", train, init, config, prior=prior)
+    ckpt.save(args.out / f"mile-seed{seed}.pt")
+    train.save(args.out / f"train-seed{seed}.npz")
+    test.save(args.out / f"test-seed{seed}.npz")
     return {
         "task": args.task,
         "seed": seed,
