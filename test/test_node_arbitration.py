@@ -175,3 +175,111 @@ def test_realtime_priority_reaches_every_thread_or_warns(graph):
     probe.listen("/mile/executed_action")
     probe.publish("/mile/proposed_action", vector_msg(1_000_000_000, ACTION_NAMES, np.full(4, 0.1)))
     probe.wait_count("/mile/executed_action", 1, timeout=20)
+
+
+def command_for(probe: Probe, stamp: int):
+    """The command answering the proposal stamped ``stamp`` (the watchdog's holds between steps, e.g.
+    while a parameter is being set, are stamped otherwise)."""
+
+    def find():
+        return next((m for _, m in probe.received["/mile/executed_action"] if stamp_ns(m) == stamp), None)
+
+    probe.wait_for(lambda: find() is not None, 20, f"the command for {stamp}")
+    return find()
+
+
+def test_asks_for_help_holds_until_a_takeover_or_the_timeout(graph):
+    """ask_threshold: above it the robot holds and publishes mile/help_request; a takeover answers,
+    an unanswered request times out; a cool-down of robot steps comes between requests."""
+    domain, probe, procs, tmp = graph
+    node = NodeProcess(
+        "arbitration_node",
+        domain,
+        {
+            "max_jump": 2.0,
+            "wait_for_teleop": True,
+            "ask_threshold": 0.5,
+            "ask_timeout_steps": 3,
+            "ask_cooldown_steps": 2,
+        },
+        tmp,
+    )
+    procs.append(node)
+    for t in ("/mile/executed_action", "/mile/help_request", "/mile/intervention"):
+        probe.listen(t)
+    for t in ("/mile/proposed_action", "/teleop/joy", "/mile/intervention_probability"):
+        probe.wait_matched(t)
+    probe.wait_count("/mile/help_request", 1)  # latched: none open at the start
+    robot, human = np.array([0.5, 0.5, 0.5, 0.7]), np.array([-0.5, 0.0, 0.5, -1.0])
+    ps = [0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    takeover = [False] * 5 + [True] + [False] * 6
+    for i, (p, t) in enumerate(zip(ps, takeover)):
+        stamp = 1_000_000_000 + i * 50_000_000
+        probe.publish("/mile/intervention_probability", vector_msg(stamp, ["p_intervene"], [p]))
+        probe.publish("/mile/proposed_action", vector_msg(stamp, ACTION_NAMES, robot))
+        time.sleep(0.05)  # the prediction is in before the Joy lets the step execute
+        probe.publish("/teleop/joy", joy(stamp, human if t else np.zeros(4), t))
+        command_for(probe, stamp)
+    stamps = {1_000_000_000 + i * 50_000_000 for i in range(len(ps))}
+    executed = [m for m in probe.messages("/mile/executed_action") if stamp_ns(m) in stamps]  # not watchdog holds
+    sources = [m.header.frame_id for m in executed]
+    # robot x3; asks (held 2 steps); the takeover answers; 2 robot steps of cool-down; asks again,
+    # held 3 steps (the timeout); the robot resumes.
+    expected = ["robot"] * 3 + ["hold"] * 2 + ["human"] + ["robot"] * 2 + ["hold"] * 3 + ["robot"]
+    assert sources == expected, node.output()[-3000:]
+    for m, s in zip(executed, sources):
+        if s == "hold":
+            np.testing.assert_allclose(m.position, [0, 0, 0, 0.7])  # no motion, the grasp kept
+    requests = [m.data for m in probe.wait_count("/mile/help_request", 5)]
+    assert requests == [False, True, False, True, False]
+    flags = [m.data for m in probe.wait_count("/mile/intervention", len(ps))]
+    assert flags == takeover
+
+
+def test_parameters_set_at_run_time_apply_or_are_refused(graph):
+    """Through the parameter service: max_jump and the asking settings apply at once; a bad value
+    and the read-only scheduling parameters are refused."""
+    domain, probe, procs, tmp = graph
+    node = start_arbitration(domain, procs, tmp, wait_for_teleop=True)
+    probe.listen("/mile/executed_action")
+    probe.listen("/mile/help_request")
+    for t in ("/mile/proposed_action", "/teleop/joy", "/mile/intervention_probability"):
+        probe.wait_matched(t)
+    step = [0]
+
+    def run(action, takeover: bool, p: float = 0.1) -> np.ndarray:
+        stamp = 1_000_000_000 + step[0] * 50_000_000
+        step[0] += 1
+        probe.publish("/mile/intervention_probability", vector_msg(stamp, ["p_intervene"], [p]))
+        probe.publish("/mile/proposed_action", vector_msg(stamp, ACTION_NAMES, np.full(4, -0.9)))
+        time.sleep(0.05)
+        probe.publish("/teleop/joy", joy(stamp, action, takeover))
+        msg = command_for(probe, stamp)
+        return np.array(msg.position), msg.header.frame_id
+
+    for _ in range(10):  # the robot, reached through the handover limit
+        out, _ = run(np.zeros(4), False)
+    np.testing.assert_allclose(out, np.full(4, -0.9))
+    probe.set_params("arbitration_node", {"max_jump": 0.5})
+    human = np.full(4, 0.9)
+    out, source = run(human, True)
+    assert source == "human"
+    np.testing.assert_allclose(out, np.full(4, -0.4), atol=1e-6)  # moved by the new limit, not MAX_JUMP
+    with pytest.raises(RuntimeError, match="refused"):
+        probe.set_params("arbitration_node", {"joy_mapping": "no_such_pad"})
+    with pytest.raises(RuntimeError, match="refused"):
+        probe.set_params("arbitration_node", {"nice": 3})
+    with pytest.raises(RuntimeError, match="refused"):
+        probe.set_params("arbitration_node", {"max_jump": 5.0})  # outside its range
+    for _ in range(5):
+        run(np.zeros(4), False)
+    _, source = run(np.zeros(4), False, p=0.9)
+    assert source == "robot"  # not asking yet
+    probe.set_params("arbitration_node", {"ask_threshold": 0.5})
+    _, source = run(np.zeros(4), False, p=0.9)
+    assert source == "hold", node.output()[-2000:]
+    probe.wait_for(lambda: probe.messages("/mile/help_request")[-1].data, 10, "a help request")
+    probe.set_params("arbitration_node", {"ask_threshold": 0.0})  # off again: the request closes
+    probe.wait_for(lambda: not probe.messages("/mile/help_request")[-1].data, 10, "the request closed")
+    _, source = run(np.zeros(4), False, p=0.9)
+    assert source == "robot"

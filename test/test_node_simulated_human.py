@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -65,6 +67,66 @@ def test_simulated_human_answers_each_observation_on_the_gamepad(tmp_path):
             probe.publish("/mile/observation", vector_msg((i + 1) * 50_000_000, [f"o{k}" for k in range(39)], frame))
         joys = probe.wait_count("/teleop/joy", 40, timeout=20)[30:]
         assert not any(mapping.pressed(j.buttons, "takeover") for j in joys)
+    finally:
+        node.stop()
+        probe.close()
+        env.close()
+
+
+def test_simulated_human_answers_a_help_request(tmp_path):
+    """A human who steps in only when asked takes over for answer_steps observations after
+    mile/help_request turns true, and keeps hands off otherwise."""
+    from std_msgs.msg import Bool
+
+    from mile_ros.sim import make_env
+
+    env = make_env("drawer-open-v3", seed=0)
+    spec = env.spec
+    ckpt = tmp_path / "robot.pt"
+    MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (32, 32))).save(ckpt)
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    node = NodeProcess(
+        "simulated_human",
+        domain,
+        {
+            "checkpoint": str(ckpt),
+            "mental_rollouts": 1,
+            "joy_mapping": "ps3",
+            "answer_steps": 3,
+            "free_intervention": False,
+        },
+        tmp_path,
+    )
+    mapping = load_joy_mapping("ps3")
+    try:
+        probe.listen("/teleop/joy")
+        probe.wait_matched("/mile/observation")
+        probe.wait_matched("/mile/help_request")
+        for _ in range(240):
+            if probe.call("/simulated_human/reset", Trigger, timeout=30).success:
+                break
+            with probe.cond:
+                probe.cond.wait(0.5)
+        else:
+            pytest.fail("the simulated human never became ready")
+        frame = env.reset(0)
+        pressed = []
+        for i in range(12):
+            if i == 4:
+                probe.publish("/mile/help_request", Bool(data=True))
+            if i == 5:
+                probe.publish("/mile/help_request", Bool(data=False))  # the takeover closed the request
+            time.sleep(0.1)  # the request is in before the next observation
+            stamp = (i + 1) * 50_000_000
+            probe.publish("/mile/observation", vector_msg(stamp, [f"obs_{k:02d}" for k in range(39)], frame))
+            joy = probe.wait_count("/teleop/joy", i + 1, timeout=20)[-1]
+            assert stamp_ns(joy) == stamp
+            pressed.append(mapping.pressed(joy.buttons, "takeover"))
+            if pressed[-1]:
+                assert np.abs(mapping.action(joy.axes)).max() > 0  # drives as the expert does
+            frame = env.step(np.zeros(4)).obs
+        assert pressed == [False] * 4 + [True] * 3 + [False] * 5, node.output()[-2000:]
     finally:
         node.stop()
         probe.close()

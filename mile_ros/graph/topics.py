@@ -47,6 +47,7 @@ TOPICS: dict[str, Topic] = {
         _t("/mile/executed_action", JOINT_STATE, "reliable"),
         _t("/mile/human_action", JOINT_STATE, "reliable"),
         _t("/mile/intervention", "std_msgs/msg/Bool", "reliable"),
+        _t("/mile/help_request", "std_msgs/msg/Bool", "latched"),  # the robot asks for a takeover (arbitration)
         _t("/clock", "rosgraph_msgs/msg/Clock", "clock"),
         _t("/sim/episode_end", JOINT_STATE, "reliable"),
         _t("/mile/checkpoint", "std_msgs/msg/String", "latched"),

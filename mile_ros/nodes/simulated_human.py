@@ -5,6 +5,9 @@ It sees the observation the policy acted on (``/mile/observation``), decides wit
 observation's stamp: the takeover button held and the sticks placed (through the inverse of the
 shared joy mapping) so that arbitration reads back the human's action. Its mental model of the
 robot is refit on rollouts of each new policy, in the background.
+
+A robot that asks for help (``mile/help_request``, from arbitration) is answered: the human takes
+over at the next observation for ``answer_steps`` steps (:class:`mile_ros.sim.SimulatedHuman`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Joy
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
 from mile_ros.graph.joy_mapping import load_joy_mapping
@@ -61,6 +64,17 @@ PARAMETERS = (
         (-1, 2**31 - 1),
     ),
     Param("enabled", True, "intervene at all (false: publish an untouched gamepad, for evaluation)"),
+    Param(
+        "answer_steps",
+        0,
+        "steps the human drives when answering the robot's help request (0: the simulated human's default)",
+        (0, 100000),
+    ),
+    Param(
+        "free_intervention",
+        True,
+        "step in on their own as well as when asked (false: only answer the robot's help requests)",
+    ),
 )
 
 
@@ -86,9 +100,11 @@ class SimulatedHumanNode(Node):
         self.lock = threading.Lock()
         self.decisions = 0
         self.last_joy: Joy | None = None
+        self.asked = False  # the robot's help request is open
         self.pub_joy = publisher(self, "/teleop/joy")
         subscription(self, "/mile/observation", self.on_observation)
         subscription(self, "/mile/active_checkpoint", self.on_active_checkpoint)
+        subscription(self, "/mile/help_request", self.on_help_request)
         self.create_service(Trigger, "/simulated_human/reset", self.on_reset)
         self.create_service(SetBool, "/simulated_human/enable", self.on_enable)
         self.fit(p["checkpoint"])
@@ -108,6 +124,9 @@ class SimulatedHumanNode(Node):
             overrides["hold_mean"] = float(self.params["hold_mean"])
         if int(self.params["wait_steps"]) >= 0:
             overrides["wait_steps"] = int(self.params["wait_steps"])
+        if int(self.params["answer_steps"]) > 0:
+            overrides["answer_steps"] = int(self.params["answer_steps"])
+        overrides["free_intervention"] = bool(self.params["free_intervention"])
 
         def work() -> None:
             try:
@@ -147,7 +166,7 @@ class SimulatedHumanNode(Node):
         intervene, action = False, None
         with self.lock:
             if self.enabled and self.human is not None:
-                intervene, action = self.human.act(frame)
+                intervene, action = self.human.act(frame, asked=self.asked)
         axes, buttons = self.mapping.encode(
             action if intervene else np.zeros(len(self.mapping.actions)), ["takeover"] if intervene else []
         )
@@ -156,6 +175,9 @@ class SimulatedHumanNode(Node):
         self.pub_joy.publish(joy)
         self.last_joy = joy
         self.decisions += 1
+
+    def on_help_request(self, msg: Bool) -> None:
+        self.asked = bool(msg.data)
 
     def on_reset(self, request, response):
         with self.lock:
