@@ -105,7 +105,7 @@ def nodes(context: LaunchContext) -> list:
     return [
         bringup.mile_node(
             name,
-            [config, {**run.get(name, {}), **given.get(name, {})}],
+            [{**bringup.node_section(config, name), **run.get(name, {}), **given.get(name, {})}],
             ends_session=name == "session_manager",
         )
         for name in NODES
@@ -116,5 +116,10 @@ def generate_launch_description() -> LaunchDescription:
     from mile_ros import bringup
 
     return LaunchDescription(
-        [*bringup.declare(ARGUMENTS), bringup.sigterm_timeout_argument(), OpaqueFunction(function=nodes)]
+        [
+            *bringup.declare(ARGUMENTS),
+            bringup.namespace_argument(),
+            bringup.sigterm_timeout_argument(),
+            OpaqueFunction(function=nodes),
+        ]
     )

@@ -47,12 +47,18 @@ def nodes(context: LaunchContext) -> list:
 
     params = bringup.parameter_file(context, "params_file")
     given = bringup.overrides(context, {name: spec[2] for name, spec in OVERRIDES.items()})
-    return [bringup.mile_node("trainer_node", [params, given.get("trainer_node", {})])]
+    section = bringup.node_section(params, "trainer_node")
+    return [bringup.mile_node("trainer_node", [{**section, **given.get("trainer_node", {})}])]
 
 
 def generate_launch_description() -> LaunchDescription:
     from mile_ros import bringup
 
     return LaunchDescription(
-        [*bringup.declare(ARGUMENTS), bringup.sigterm_timeout_argument(), OpaqueFunction(function=nodes)]
+        [
+            *bringup.declare(ARGUMENTS),
+            bringup.namespace_argument(),
+            bringup.sigterm_timeout_argument(),
+            OpaqueFunction(function=nodes),
+        ]
     )

@@ -108,7 +108,15 @@ def nodes(context: LaunchContext) -> list:
     actions = [
         bringup.mile_node(
             name,
-            [params, {**sim_time, **run.get(name, {}), **FIXED.get(name, {}), **given.get(name, {})}],
+            [
+                {
+                    **bringup.node_section(params, name),
+                    **sim_time,
+                    **run.get(name, {}),
+                    **FIXED.get(name, {}),
+                    **given.get(name, {}),
+                }
+            ],
             ends_session=name == "session_manager",
         )
         for name in started
@@ -121,7 +129,8 @@ def nodes(context: LaunchContext) -> list:
                 name="joy_node",
                 output="screen",
                 parameters=[{"autorepeat_rate": 20.0, "deadzone": 0.0, **sim_time}],
-                remappings=[("/joy", "/teleop/joy")],
+                namespace=LaunchConfiguration("namespace", default=""),
+                remappings=[("joy", "teleop/joy")],
                 sigterm_timeout=LaunchConfiguration("sigterm_timeout"),
                 on_exit=bringup.on_exit("joy_node", ends_session=False),
             )
@@ -133,5 +142,10 @@ def generate_launch_description() -> LaunchDescription:
     from mile_ros import bringup
 
     return LaunchDescription(
-        [*bringup.declare(ARGUMENTS), bringup.sigterm_timeout_argument(), OpaqueFunction(function=nodes)]
+        [
+            *bringup.declare(ARGUMENTS),
+            bringup.namespace_argument(),
+            bringup.sigterm_timeout_argument(),
+            OpaqueFunction(function=nodes),
+        ]
     )

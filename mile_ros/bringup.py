@@ -8,6 +8,11 @@
 - **A node's exit stops the launch.** The session manager exiting 0 is the end of the session: the
   launch logs that and shuts down (exit 0). Any other exit before the launch is stopping is a
   failure: the launch shuts down and ``ros2 launch`` exits 1 with the node's name and exit code.
+- **A namespace for the whole graph.** Every launch file takes ``namespace`` (default: none): every
+  node, and so every topic and service (names are relative, ``mile_ros.graph.topics``), lives under
+  it, so two arms share one ROS domain (``namespace:=arm1``, ``namespace:=arm2``). A parameter file's
+  sections are keyed by bare node names, which rcl matches only at the root namespace; the launch
+  hands each node its section (and the file's ``/**`` one) as values instead, the same in any namespace.
 - **Time to stop.** Every node gets ``sigterm_timeout`` seconds (a launch argument, default
   :data:`SIGTERM_TIMEOUT_S`) between SIGINT and SIGTERM: on a loaded 2-core machine a node that
   saves and closes its files needs more than launch's 5 s.
@@ -59,6 +64,29 @@ def sigterm_timeout_argument() -> DeclareLaunchArgument:
         default_value=SIGTERM_TIMEOUT_S,
         description="seconds a node has to stop after SIGINT before it gets SIGTERM",
     )
+
+
+def namespace_argument() -> DeclareLaunchArgument:
+    return DeclareLaunchArgument(
+        "namespace",
+        default_value="",
+        description="ROS namespace of every node and topic (e.g. arm1; empty: the root)",
+    )
+
+
+def node_section(path: str, node: str) -> dict[str, Any]:
+    """A node's parameters in a parameter file: its ``/**`` section, then its own (``node``,
+    ``/node`` or ``/**/node``); the file is read by :func:`parameter_file`'s caller at launch time."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise LaunchArgumentError(f"parameter file {path}: not a mapping of node names to sections")
+    out: dict[str, Any] = {}
+    for key in ("/**", node, f"/{node}", f"/**/{node}"):
+        section = data.get(key) or {}
+        out.update(section.get("ros__parameters") or {})
+    return out
 
 
 def declare(arguments: Mapping[str, tuple[Any, ...]]) -> list[DeclareLaunchArgument]:
@@ -174,11 +202,13 @@ def on_exit(name: str, ends_session: bool) -> Callable[[ProcessExited, LaunchCon
 
 
 def mile_node(name: str, parameters: list, *, ends_session: bool = False, **kwargs: Any) -> Node:
-    """A mile_ros node: its output on the screen, its exit handled by :func:`on_exit`."""
+    """A mile_ros node in the launch's ``namespace``: its output on the screen, its exit handled by
+    :func:`on_exit`."""
     return Node(
         package=PACKAGE,
         executable=name,
         name=name,
+        namespace=LaunchConfiguration("namespace", default=""),
         parameters=parameters,
         output="screen",
         emulate_tty=True,

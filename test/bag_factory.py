@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
 
 from mile_ros.graph.bag_episode import EpisodeBagWriter
-from mile_ros.graph.topics import ACTION_NAMES, CAMERA_TOPIC, RECORDED_TOPICS, TOPICS
+from mile_ros.graph.topics import ACTION_NAMES, CAMERA_TOPIC, RECORDED_TOPICS, RENAMED, TOPICS
 from mile_ros.nodes.common import to_time, vector_msg
 
 OBS_DIM = 6
@@ -55,7 +55,11 @@ def write_session_episode(
     end: bool = True,
     episode: int = 0,
     iteration: int = 0,
+    namespace: str = "",
+    legacy: bool = False,
 ) -> Truth:
+    """One episode's bag; its topics under ``namespace`` (``/arm1``), or (``legacy``) under the absolute
+    names recorders wrote before names were relative and renamed (``/sim/episode_end``)."""
     rng = np.random.default_rng(seed)
     records = []
     obs_all, rob_all, ex_all, hum_all, flag_all, p_all, imgs, stamps = [], [], [], [], [], [], [], []
@@ -95,9 +99,9 @@ def write_session_episode(
         records.append(
             ("/sim/episode_end", vector_msg(final, names, [steps, float(success), 0, steps * 0.05], end_reason))
         )
-    topics = {t: TOPICS[t].type for t in RECORDED_TOPICS}
-    if camera:
-        topics[CAMERA_TOPIC] = TOPICS[CAMERA_TOPIC].type
+    earlier = {new: old for old, new in RENAMED.items()} if legacy else {}
+    recorded = [*RECORDED_TOPICS, *([CAMERA_TOPIC] if camera else [])]
+    topics = {f"{namespace.rstrip('/')}/{earlier.get(t, t)}": TOPICS[t].type for t in recorded}
     writer = EpisodeBagWriter(path, topics)
     for log_time, k in enumerate(rng.permutation(len(records))):
         topic, msg = records[k]

@@ -23,7 +23,7 @@ from mile_ros.learning import MileCheckpoint, Spec, build_policy, load_checkpoin
 from mile_ros.nodes.common import vector_msg
 
 OBS_DIM = 5
-TOPIC_TYPES = {t: TOPICS[t].type for t in RECORDED_TOPICS}
+TOPIC_TYPES = {"/" + t: TOPICS[t].type for t in RECORDED_TOPICS}  # as a recorder at the root writes them
 
 
 def write_episode(
@@ -87,7 +87,7 @@ def test_round_trip_opens_with_rosbags(tmp_path):
     with Reader(tmp_path / "ep") as reader:  # the plain rosbags reader opens it
         assert reader.message_count > 0
         topics = {c.topic for c in reader.connections}
-    assert set(RECORDED_TOPICS) <= topics
+    assert {"/" + t for t in RECORDED_TOPICS} <= topics
     meta = (tmp_path / "ep" / "metadata.yaml").read_text()
     assert "mile.mode" in meta and "custom_data" in meta
     bag = read_bag(tmp_path / "ep")
@@ -175,3 +175,29 @@ def test_train_from_bags_writes_a_new_checkpoint_and_overwrites_nothing(tmp_path
     with pytest.raises(TrainingError, match="no usable step"):
         (tmp_path / "empty").mkdir()
         train_from_bags(tmp_path / "empty", init, tmp_path / "u2.pt", config)
+
+
+@pytest.mark.parametrize("namespace, legacy", [("", True), ("/arm1", False), ("/lab/arm2", False)])
+def test_bags_of_any_namespace_and_earlier_names_read_the_same(tmp_path, namespace, legacy):
+    """A bag recorded in a namespace (``/arm1/mile/observation``) or before names were relative and
+    renamed (``/mile/observation``, ``/sim/episode_end``) reads as today's root names: the same steps,
+    dataset and ``mile-ros bags`` report as a bag of today's recorder at the root."""
+    from bag_factory import write_session_episode
+
+    from mile_ros.graph.bag_tools import inspect_bag
+
+    reference = write_session_episode(tmp_path / "now", 9, human_steps={2, 3})
+    truth = write_session_episode(tmp_path / "then", 9, human_steps={2, 3}, namespace=namespace, legacy=legacy)
+    with Reader(tmp_path / "then") as reader:
+        recorded = {c.topic for c in reader.connections}
+    prefix = namespace or ""
+    assert f"{prefix}/mile/observation" in recorded
+    now, then = read_bag(tmp_path / "now"), read_bag(tmp_path / "then")
+    assert {m.topic for m in then.messages} == {m.topic for m in now.messages}
+    a, b = episode_steps(now), episode_steps(then)
+    assert list(b.stamps) == truth.stamps == reference.stamps
+    np.testing.assert_array_equal(a.observation, b.observation)
+    np.testing.assert_array_equal(b.intervention, truth.intervention)
+    assert len(then.topic("sim/episode_end")) == 1 == len(then.topic("/sim/episode_end"))
+    info = inspect_bag(tmp_path / "then")
+    assert info.problems == [], info.problems

@@ -53,12 +53,12 @@ class Graph:
         self.log.append((service, data) if data is not None else (service,))
         if self.answers.get(service):
             return self.answers[service].pop(0)
-        if service == "/sim/reset":
+        if service == "sim/reset":
             self.ended = self.ends_episodes
-        if service == "/recorder/stop":
+        if service == "recorder/stop":
             return True, json.dumps(self.result)
-        if service == "/trainer/train":
-            n = len([e for e in self.log if e[0] == "/trainer/train"]) + self.update_offset
+        if service == "trainer/train":
+            n = len([e for e in self.log if e[0] == "trainer/train"]) + self.update_offset
             path = str(self.run_dir / "checkpoints" / f"update_{n:03d}.pt")
             if self.switches:
                 self.active = path
@@ -91,7 +91,7 @@ class Graph:
         self.warnings.append(text)
 
     def services(self) -> list[str]:
-        return [e[0] for e in self.log if e[0].startswith("/")]
+        return [e[0] for e in self.log if e[0] not in ("params", "checkpoint")]
 
 
 class Clock:
@@ -123,17 +123,17 @@ def test_a_session_in_order(tmp_path):
         "params recorder_node",
         "params metaworld_bridge",
         "params simulated_human",
-        "/simulated_human/enable",
-        "/simulated_human/reset",
-        "/policy/reset",
-        "/arbitration/reset",
-        "/recorder/start",
-        "/sim/reset",
-        "/recorder/stop",
+        "simulated_human/enable",
+        "simulated_human/reset",
+        "policy/reset",
+        "arbitration/reset",
+        "recorder/start",
+        "sim/reset",
+        "recorder/stop",
     ]
     steps = [e[0] if e[0] != "params" else f"params {e[1]}" for e in graph.log[1:]]
-    assert steps == [*episode, *episode, "/trainer/train", *episode]  # eval 0, train 0, update 1, eval 1
-    enables = [e[1] for e in graph.log if e[0] == "/simulated_human/enable"]
+    assert steps == [*episode, *episode, "trainer/train", *episode]  # eval 0, train 0, update 1, eval 1
+    enables = [e[1] for e in graph.log if e[0] == "simulated_human/enable"]
     assert enables == [False, True, False]  # the human only in intervention episodes
     params = [e[1:] for e in graph.log if e[0] == "params"]
     assert params[:3] == [
@@ -162,8 +162,8 @@ def test_a_session_in_order(tmp_path):
 def test_a_resumed_session_sets_a_crashed_episodes_bag_aside_and_records_it_again(tmp_path):
     runner, graph, _ = make(tmp_path)
     graph.ends_episodes = False
-    graph.answers["/recorder/stop"] = [(False, "bag /x could not be written")]
-    with pytest.raises(RuntimeError, match="/recorder/stop refused: bag /x"):
+    graph.answers["recorder/stop"] = [(False, "bag /x could not be written")]
+    with pytest.raises(RuntimeError, match="recorder/stop refused: bag /x"):
         runner.run()  # the first episode fails: nothing recorded
     assert runner.state.episodes == []
     bag = runner.state.bag_path(runner_task(runner))
@@ -184,28 +184,28 @@ def test_a_resumed_session_sets_a_crashed_episodes_bag_aside_and_records_it_agai
 
 def test_resuming_skips_what_is_done(tmp_path):
     runner, graph, _ = make(tmp_path, iterations=2)
-    graph.answers["/trainer/train"] = [(False, "no bags")]
-    with pytest.raises(RuntimeError, match="/trainer/train refused: no bags"):
+    graph.answers["trainer/train"] = [(False, "no bags")]
+    with pytest.raises(RuntimeError, match="trainer/train refused: no bags"):
         runner.run()
     done = [e["name"] for e in runner.state.episodes]
     assert done == ["iter_000/eval_000", "iter_000/train_000"]
     graph.log.clear()
     runner.run()
-    assert graph.services()[0] == "/trainer/train"  # straight to the update that failed
+    assert graph.services()[0] == "trainer/train"  # straight to the update that failed
     assert len(runner.state.episodes) == 5 and set(runner.state.checkpoints) == {"1", "2"}
 
 
 def test_the_simulated_human_is_retried_until_it_is_ready(tmp_path):
     runner, graph, clock = make(tmp_path)
-    graph.answers["/simulated_human/reset"] = [(False, "fitting")] * 3
+    graph.answers["simulated_human/reset"] = [(False, "fitting")] * 3
     runner.run_episode(runner_task(runner))
-    assert graph.services().count("/simulated_human/reset") == 4 and clock.now == pytest.approx(1.5)
+    assert graph.services().count("simulated_human/reset") == 4 and clock.now == pytest.approx(1.5)
 
-    graph.answers["/simulated_human/reset"] = [(False, "fitting its model")] * 100
-    with pytest.raises(RuntimeError, match="/simulated_human/reset refused: fitting its model"):
+    graph.answers["simulated_human/reset"] = [(False, "fitting its model")] * 100
+    with pytest.raises(RuntimeError, match="simulated_human/reset refused: fitting its model"):
         runner.run_episode(runner_task(runner, 1))
     assert clock.now >= 1.5 + OPTIONS.train_timeout_s  # gave up at train_timeout_s
-    assert "/recorder/start" not in graph.services()[-3:]
+    assert "recorder/start" not in graph.services()[-3:]
 
 
 def test_without_the_simulated_human(tmp_path):
@@ -222,19 +222,19 @@ def test_an_episode_that_never_ends_is_paused_and_recorded(tmp_path):
     graph.ends_episodes = False
     graph.result = {"steps": 3, "interventions": 0, "success": False, "end_reason": "", "discarded": False}
     result = runner.run_episode(runner_task(runner))
-    assert graph.services()[-3:] == ["/sim/reset", "/sim/set_running", "/recorder/stop"]
-    assert ("/sim/set_running", False) in graph.log
+    assert graph.services()[-3:] == ["sim/reset", "sim/set_running", "recorder/stop"]
+    assert ("sim/set_running", False) in graph.log
     assert graph.errors == [f"iter_000/eval_000: no episode end within {OPTIONS.episode_timeout_s} s"]
     assert result["steps"] == 3 and runner.state.done(runner_task(runner))
 
 
 def test_the_recorder_is_asked_again_while_it_drains(tmp_path):
     runner, graph, clock = make(tmp_path)
-    graph.answers["/recorder/stop"] = [(False, "draining: 2 messages")] * 2
+    graph.answers["recorder/stop"] = [(False, "draining: 2 messages")] * 2
     assert runner.run_episode(runner_task(runner))["steps"] == 7
-    assert graph.services().count("/recorder/stop") == 3 and clock.now == pytest.approx(0.1)
-    graph.answers["/recorder/stop"] = [(False, "draining: 1 message")] * 1000
-    with pytest.raises(RuntimeError, match="/recorder/stop refused: draining"):
+    assert graph.services().count("recorder/stop") == 3 and clock.now == pytest.approx(0.1)
+    graph.answers["recorder/stop"] = [(False, "draining: 1 message")] * 1000
+    with pytest.raises(RuntimeError, match="recorder/stop refused: draining"):
         runner.stop_recorder()  # not forever: service_timeout_s
 
 

@@ -1,7 +1,8 @@
 """docs/interfaces.md lists every parameter, topic and service that every node declares, as the running
 processes report them over DDS: the simulated graph's nodes and the real-robot nodes (widowx_driver on its
 sim backend, webcam_node on a video file, r3m_encoder with untrained weights, ps3_teleop without a pad),
-all started at once and checked by one helper."""
+all started at once and checked by one helper. Every node runs in a namespace (``__ns:=/doc_ns``): a name
+the doc lists must be relative and land under it (only ``/clock`` is absolute)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ TYPES = {
     ParameterType.PARAMETER_DOUBLE_ARRAY: "double_array",
 }
 IGNORED_TOPICS = {"/rosout", "/parameter_events"}
+NS = "/doc_ns"
 ROS_OWN_PARAMS = {"use_sim_time", "start_type_description_service"}
 
 
@@ -45,9 +47,9 @@ class DocTables:
 
     def __init__(self, text: str) -> None:
         self.topics: dict[str, set[str]] = {}  # a topic may be listed by the graph and by the robot nodes
-        for name, type_ in re.findall(r"^\| `(/[^`]+)` \| `([^`]+)` \| \w+ \|", text, re.M):
+        for name, type_ in re.findall(r"^\| `(/?[a-z_]+(?:/[a-z_/]+)?)` \| `([^`]+)` \| \w+ \|", text, re.M):
             self.topics.setdefault(name, set()).add(type_)
-        self.services = dict(re.findall(r"^\| `(/[^`]+)` \| `(std_srvs/\w+)` \|", text, re.M))
+        self.services = dict(re.findall(r"^\| `(/?[a-z_]+/[^`]+)` \| `(std_srvs/\w+)` \|", text, re.M))
         self.params: dict[str, dict[str, tuple[str, str]]] = {}
         for block in re.split(r"^### ", text, flags=re.M)[1:]:
             name = re.match(r"`(\w+)`\n", block)
@@ -77,9 +79,9 @@ def wait(future, timeout: float = 30.0):
 
 def check_node(probe: Probe, name: str, proc: NodeProcess, doc: DocTables) -> None:
     """One node's declared parameters (type, range, description) and its topics and services vs the doc."""
-    client = AsyncParameterClient(probe.node, name)
+    client = AsyncParameterClient(probe.node, f"{NS}/{name}")
     assert client.wait_for_services(timeout_sec=120), f"{name} did not start: {proc.output()[-2000:]}"
-    listed = wait(client.list_parameters()).result.names
+    listed = wait(client.list_parameters(), 180).result.names  # a node answers once its constructor is done
     wanted = [n for n in listed if n not in ROS_OWN_PARAMS and not n.startswith("qos_overrides")]
     declared = {}
     for d in wait(client.describe_parameters(wanted)).descriptors:
@@ -93,19 +95,24 @@ def check_node(probe: Probe, name: str, proc: NodeProcess, doc: DocTables) -> No
 
     deadline = time.monotonic() + 30
     while True:  # publishers and subscriptions appear in the graph shortly after start-up
-        pubs = probe.node.get_publisher_names_and_types_by_node(name, "/")
-        subs = probe.node.get_subscriber_names_and_types_by_node(name, "/")
-        srvs = probe.node.get_service_names_and_types_by_node(name, "/")
+        pubs = probe.node.get_publisher_names_and_types_by_node(name, NS)
+        subs = probe.node.get_subscriber_names_and_types_by_node(name, NS)
+        srvs = probe.node.get_service_names_and_types_by_node(name, NS)
         if len(pubs) > 2 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     for topic, types in pubs + subs:
         if topic in IGNORED_TOPICS:
             continue
+        if topic != "/clock":  # the one absolute name; the others are relative, so under the namespace
+            assert topic.startswith(f"{NS}/"), f"{name} uses {topic}: an absolute name, outside its namespace {NS}"
+            topic = topic.removeprefix(f"{NS}/")
         assert topic in doc.topics, f"{name} uses {topic}, not in docs/interfaces.md"
         assert short(types[0]) in doc.topics[topic], f"{topic}: {types[0]} vs documented {doc.topics[topic]}"
     for service, types in srvs:
-        if service.startswith(f"/{name}/"):
+        assert service.startswith(f"{NS}/"), f"{name} serves {service}: an absolute name, outside its namespace {NS}"
+        service = service.removeprefix(f"{NS}/")
+        if service.startswith(f"{name}/"):
             continue  # the parameter and type-description services every node has
         assert service in doc.services, f"{name} serves {service}, not in docs/interfaces.md"
         assert short(types[0]) == doc.services[service]
@@ -135,7 +142,10 @@ def test_doc_lists_what_every_node_declares(tmp_path):
         "recorder_node": ({"output_dir": str(tmp_path)}, domain),
         "trainer_node": ({"initial_checkpoint": str(ckpt)}, domain),
         # Alone on its own domain, so it does not start driving the others.
-        "session_manager": ({"initial_checkpoint": str(ckpt), "run_dir": str(tmp_path / "run")}, lonely),
+        "session_manager": (
+            {"initial_checkpoint": str(ckpt), "run_dir": str(tmp_path / "run"), "service_timeout_s": 3600.0},
+            lonely,
+        ),
         # The driver and the pad node end episodes of nothing here: nothing listens for it.
         "widowx_driver": ({"backend": "sim"}, lonely),
         "webcam_node": ({"source": str(video), "loop": True}, domain),
@@ -146,7 +156,7 @@ def test_doc_lists_what_every_node_declares(tmp_path):
         "foxglove_bridge": ({"port": free_port()}, domain),
     }
     assert sorted(nodes) == sorted(NODES), "every node (mile_ros.nodes.NODE_GROUPS) is checked"
-    procs = {n: NodeProcess(n, d, p, tmp_path) for n, (p, d) in nodes.items()}
+    procs = {n: NodeProcess(n, d, p, tmp_path, namespace=NS) for n, (p, d) in nodes.items()}
     probes = {domain: Probe(domain), lonely: Probe(lonely)}
     doc = DocTables(DOC.read_text())
     try:

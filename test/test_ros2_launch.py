@@ -278,6 +278,7 @@ def test_widowx_launch_runs_an_episode_on_the_sim_backend(tmp_path):
         f"initial_checkpoint:={policy}",
         f"r3m_checkpoint:={r3m}",
         f"camera_source:={video}",
+        "namespace:=arm1",  # every node, topic and service under /arm1
     ]
 
     def recorded() -> bool:
@@ -305,6 +306,11 @@ def test_widowx_launch_runs_an_episode_on_the_sim_backend(tmp_path):
     assert episode["steps"] == 20, episode
     bag = read_bag(episode["bag"])
     assert any(m.topic == "/mile/executed_action" for m in bag.messages)
+    from rosbags.rosbag2 import Reader
+
+    with Reader(episode["bag"]) as reader:  # recorded under the namespace's names
+        recorded_as = {c.topic for c in reader.connections}
+    assert "/arm1/mile/executed_action" in recorded_as and all(t.startswith("/arm1/") for t in recorded_as)
 
 
 def test_widowx_launches_stop_before_any_node_where_a_package_is_missing(tmp_path):

@@ -188,7 +188,12 @@ def node_source(node: str) -> str:
 
 # and the topics and services of the real-robot nodes that topics.py does not list
 ROBOT_ONLY = {"/camera/status", "/robot/home", "/robot/estop", "/robot/clear_estop", "/robot/torque"}
-KNOWN = set(TOPICS) | set(SERVICES) | ROBOT_ONLY
+# The policies are in root names (/mile/observation); the code names them relative (mile/observation).
+KNOWN = {"/" + n.lstrip("/") for n in (*TOPICS, *SERVICES)} | ROBOT_ONLY
+
+
+def rooted(names: list[str]) -> set[str]:
+    return {n if n.startswith("/") else "/" + n for n in names}
 
 
 @pytest.mark.slow
@@ -197,12 +202,12 @@ def test_policy_matches_the_node_code(node):
     """What each node's code names (topics, services) is in its enclave's policy, on the right side."""
     policy = NODE_POLICIES[node]
     src = node_source(node)
-    named = {m for m in re.findall(r'"(/[a-z_]+(?:/[a-z_]+)?)"', src) if m in KNOWN}
+    named = {m for m in rooted(re.findall(r'"(/?[a-z_]+(?:/[a-z_]+)?)"', src)) if m in KNOWN}
     granted = {*policy.publish, *policy.subscribe, *policy.serves, *policy.calls} - {ARM}
     assert named <= granted, f"{node} names {sorted(named - granted)} which its policy does not grant"
-    published = set(re.findall(r'publisher\(self, "(/[^"]+)"\)', src))
-    subscribed = set(re.findall(r'subscription\(self, "(/[^"]+)"', src))
-    served = set(re.findall(r'create_service\(\w+, "(/[^"]+)"', src))
+    published = rooted(re.findall(r'publisher\(self, "([^"]+)"\)', src))
+    subscribed = rooted(re.findall(r'subscription\(self, "([^"]+)"', src))
+    served = rooted(re.findall(r'create_service\(\w+, "([^"]+)"', src))
     assert published <= set(policy.publish) and subscribed <= set(policy.subscribe) and served == set(policy.serves)
     if node != "recorder_node":  # the recorder's topics come from mile_ros.graph.topics
         assert set(policy.publish) - {ARM} <= named, f"{node}'s policy grants topics its code does not publish"

@@ -29,6 +29,8 @@ import yaml
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
+from mile_ros.graph.topics import bag_topic
+
 __all__ = [
     "INTERRUPTED",
     "BagError",
@@ -79,19 +81,26 @@ class EpisodeBagWriter:
     """Write one episode; ``close(metadata)`` finishes the bag and its sidecar."""
 
     def __init__(self, path: str | os.PathLike, topics: dict[str, str], flush_every: int = 1) -> None:
-        """``topics`` maps topic name -> ROS 2 type; the directory ``path`` must not exist yet."""
+        """``topics`` maps topic name -> ROS 2 type; the directory ``path`` must not exist yet.
+
+        The names are written as given, made absolute (the recorder gives the names it subscribed to,
+        with its namespace); :meth:`write` also takes any other form of the same topic (relative, root)."""
         self.path = Path(path)
         self.writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()
+        topics = {name if name.startswith("/") else "/" + name: msgtype for name, msgtype in topics.items()}
         self.connections = {
             name: self.writer.add_connection(name, msgtype, typestore=typestore()) for name, msgtype in topics.items()
         }
         self.flush_every = max(1, int(flush_every))
         self.counts = dict.fromkeys(topics, 0)
+        self._as_recorded = {bag_topic(name): name for name in topics}
         self._since_flush = 0
         self.closed = False
 
     def write(self, topic: str, data: bytes | memoryview, log_time_ns: int) -> None:
+        if topic not in self.connections:
+            topic = self._as_recorded[bag_topic(topic)]
         self.writer.write(self.connections[topic], int(log_time_ns), bytes(data))
         self.counts[topic] += 1
         self._since_flush += 1
@@ -146,6 +155,9 @@ class BagMessage:
 
 @dataclass
 class EpisodeBag:
+    """A bag's messages, each under its root topic name (:func:`~mile_ros.graph.topics.bag_topic`:
+    ``/mile/observation`` whichever namespace it was recorded in, today's name for a renamed one)."""
+
     path: Path
     messages: list[BagMessage]
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -153,6 +165,8 @@ class EpisodeBag:
     note: str = ""
 
     def topic(self, name: str) -> list[BagMessage]:
+        """The messages of a topic, named in any form (``mile/observation``, an earlier name)."""
+        name = bag_topic(name)
         return [m for m in self.messages if m.topic == name]
 
 
@@ -167,7 +181,7 @@ def read_bag(path: str | os.PathLike) -> EpisodeBag:
         raise BagError(f"bag {path} has no .mcap file")
     if (path / METADATA).is_file():
         try:
-            return EpisodeBag(path, list(_read_complete(path)), meta, True)
+            return EpisodeBag(path, _root_names(_read_complete(path)), meta, True)
         except Exception as exc:  # fall through to the record scan, which says what is wrong
             note = f"rosbags could not open it ({exc}); scanned records instead"
     else:
@@ -175,7 +189,19 @@ def read_bag(path: str | os.PathLike) -> EpisodeBag:
     messages, complete_scan, _ = _scan_mcap(files[0])
     if not messages:
         raise BagError(f"bag {path} holds no readable message ({note})")
-    return EpisodeBag(path, messages, meta, False, note + ("" if complete_scan else "; file ends mid-record"))
+    note += "" if complete_scan else "; file ends mid-record"
+    return EpisodeBag(path, _root_names(messages), meta, False, note)
+
+
+def _root_names(messages: Iterable[BagMessage]) -> list[BagMessage]:
+    names: dict[str, str] = {}
+    out = []
+    for m in messages:
+        if m.topic not in names:
+            names[m.topic] = bag_topic(m.topic)
+        m.topic = names[m.topic]
+        out.append(m)
+    return out
 
 
 def episode_meta(path: str | os.PathLike) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from .bag_episode import (
     read_bag,
     write_sidecar,
 )
-from .topics import END_DISCARD
+from .topics import END_DISCARD, bag_topic
 
 __all__ = ["BagInfo", "inspect_bag", "inspect_bags", "repair_bag"]
 
@@ -95,9 +95,9 @@ def _rosbags_summary(path: Path) -> tuple[dict[str, int], int, float | None] | s
         return "no metadata.yaml: the recorder stopped before closing the bag"
     try:
         with Reader(path) as reader:
-            counts = {c.topic: 0 for c in reader.connections}
+            counts = {bag_topic(c.topic): 0 for c in reader.connections}  # root names, as read_bag's
             for c in reader.connections:
-                counts[c.topic] += int(c.msgcount)
+                counts[bag_topic(c.topic)] += int(c.msgcount)
             return counts, int(reader.message_count), reader.duration / 1e9 if reader.message_count else 0.0
     except Exception as exc:  # rosbags' errors for a broken bag are several types
         return f"rosbags cannot open it: {exc}"
@@ -153,6 +153,7 @@ def inspect_bag(path: str | os.PathLike) -> BagInfo:
             info.notes.append(bag.note)
     counted = meta.get("message_counts") or {}
     for topic, n in sorted(counted.items()):
+        topic = bag_topic(topic)  # the sidecar counts under the names recorded (a namespace's, an old one)
         if info.closed and info.topics.get(topic, 0) < int(n):
             info.problems.append(f"{topic}: the sidecar counts {n} messages, the bag holds {info.topics.get(topic, 0)}")
     why = _incomplete(path, bag)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mile_ros.graph.topics import ACTION_NAMES, CAMERA_TOPIC, RECORDED_TOPICS, TOPICS
+from mile_ros.graph.topics import ACTION_NAMES, CAMERA_TOPIC, RECORDED_TOPICS, bag_topic, topic_info
 
 __all__ = [
     "DEFAULT_HOST",
@@ -45,11 +45,10 @@ LAYOUT = Path(__file__).resolve().parents[2] / "config" / "foxglove_session.json
 # What a person watching a session wants: the learning record, the camera, the session's progress and
 # which checkpoint acts. Left out: /clock (one message per step, no information for a viewer) and the
 # 2048-d R3M embedding.
-LIVE_TOPICS: tuple[str, ...] = (
-    *RECORDED_TOPICS,
-    CAMERA_TOPIC,
-    "/session/progress",
-    "/mile/active_checkpoint",
+# Channels carry root names (``/mile/observation``), as a bag's reader does, so the layout reads any
+# namespace's session; the node subscribes to the relative names, in its own namespace.
+LIVE_TOPICS: tuple[str, ...] = tuple(
+    bag_topic(t) for t in (*RECORDED_TOPICS, CAMERA_TOPIC, "session/progress", "mile/active_checkpoint")
 )
 
 SCHEMA_ENCODING = "ros2msg"
@@ -74,9 +73,7 @@ def channel_specs(topics: Iterable[str] = LIVE_TOPICS) -> list[ChannelSpec]:
     store = typestore()
     specs = []
     for name in topics:
-        if name not in TOPICS:
-            raise ValueError(f"unknown topic {name!r}: not in mile_ros.graph.topics.TOPICS")
-        msgtype = TOPICS[name].type
+        msgtype = topic_info(name).type  # ValueError for a topic it does not know
         text, _ = store.generate_msgdef(msgtype, ros_version=2)
         specs.append(ChannelSpec(name, msgtype, text.encode()))
     return specs
@@ -260,7 +257,8 @@ def session_layout() -> str:
         (
             5,
             fl.ImagePanel(
-                title="Camera", config=fl.ImageConfig(image_mode=fl.ImageModeConfig(image_topic=CAMERA_TOPIC))
+                title="Camera",
+                config=fl.ImageConfig(image_mode=fl.ImageModeConfig(image_topic=bag_topic(CAMERA_TOPIC))),
             ),
         ),
         (1, indicator),

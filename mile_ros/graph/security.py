@@ -30,7 +30,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from mile_ros.graph.foxglove_bridge import LIVE_TOPICS
-from mile_ros.graph.topics import CAMERA_TOPIC, RECORDED_TOPICS
+from mile_ros.graph.topics import CAMERA_TOPIC, RECORDED_TOPICS, bag_topic
 
 __all__ = [
     "ARM",
@@ -91,7 +91,7 @@ class Policy:
 
 
 # The recorder reads what it records (and nothing else).
-_RECORDED = (*RECORDED_TOPICS, CAMERA_TOPIC)
+_RECORDED = tuple(bag_topic(t) for t in (*RECORDED_TOPICS, CAMERA_TOPIC))
 
 # Read from the nodes' code (mile_ros/nodes/*.py; topics and services in docs/interfaces.md).
 # test_security.py checks this table against what the nodes create.
@@ -112,13 +112,13 @@ NODE_POLICIES: dict[str, Policy] = {
         serves=("/policy/reset",),
     ),
     "arbitration_node": Policy(
-        publish=("/mile/executed_action", "/mile/human_action", "/mile/intervention"),
-        subscribe=("/mile/proposed_action", "/teleop/joy"),
+        publish=("/mile/executed_action", "/mile/human_action", "/mile/intervention", "/mile/help_request"),
+        subscribe=("/mile/proposed_action", "/teleop/joy", "/mile/intervention_probability"),
         serves=("/arbitration/reset",),
     ),
     "simulated_human": Policy(
         publish=("/teleop/joy",),
-        subscribe=("/mile/observation", "/mile/active_checkpoint"),
+        subscribe=("/mile/observation", "/mile/active_checkpoint", "/mile/help_request"),
         serves=("/simulated_human/reset", "/simulated_human/enable"),
     ),
     "recorder_node": Policy(

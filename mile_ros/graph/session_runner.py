@@ -31,15 +31,15 @@ __all__ = [
 
 # The services the session calls: std_srvs/Trigger ones, and std_srvs/SetBool ones (called with data).
 TRIGGER_SERVICES = (
-    "/sim/reset",
-    "/policy/reset",
-    "/arbitration/reset",
-    "/simulated_human/reset",
-    "/recorder/start",
-    "/recorder/stop",
-    "/trainer/train",
+    "sim/reset",
+    "policy/reset",
+    "arbitration/reset",
+    "simulated_human/reset",
+    "recorder/start",
+    "recorder/stop",
+    "trainer/train",
 )
-SETBOOL_SERVICES = ("/sim/set_running", "/simulated_human/enable")
+SETBOOL_SERVICES = ("sim/set_running", "simulated_human/enable")
 
 
 class SessionGraph(Protocol):
@@ -191,11 +191,11 @@ class SessionRunner:
         """Seed the simulated human's draws as offline, switch it on for intervention episodes only,
         and reset it: it refuses while still fitting its mental model of a new policy, so retry."""
         self.graph.set_params("simulated_human", {"episode_seed": int(task.seed)})
-        self.call("/simulated_human/enable", task.mode == "train")
+        self.call("simulated_human/enable", task.mode == "train")
         deadline = self.clock() + self.options.train_timeout_s
         while True:
             try:
-                self.call("/simulated_human/reset")
+                self.call("simulated_human/reset")
                 return
             except RuntimeError:
                 if self.clock() > deadline:
@@ -212,14 +212,14 @@ class SessionRunner:
         self.graph.set_params(self.options.bridge_node, {"seed": int(task.seed)})
         if self.options.use_simulated_human:
             self.prepare_human(task)
-        self.call("/policy/reset")
-        self.call("/arbitration/reset")
+        self.call("policy/reset")
+        self.call("arbitration/reset")
         self.graph.expect_episode_end()  # before the start: an end that comes at once is not missed
-        self.call("/recorder/start")
+        self.call("recorder/start")
         started = self.clock()
-        self.call("/sim/reset")
+        self.call("sim/reset")
         if not self.graph.wait_episode_end(self.options.episode_timeout_s):
-            self.call("/sim/set_running", False)  # the recorder's answer then says it did not end
+            self.call("sim/set_running", False)  # the recorder's answer then says it did not end
             self.graph.log_error(f"{task.name}: no episode end within {self.options.episode_timeout_s} s")
         result = self.stop_recorder()
         result["wall_s"] = round(self.clock() - started, 2)
@@ -237,17 +237,17 @@ class SessionRunner:
         """Stop the recorder, waiting while it drains the last messages; return its episode summary."""
         deadline = self.clock() + self.options.service_timeout_s
         while True:
-            ok, message = self.graph.call("/recorder/stop", None, self.options.service_timeout_s)
+            ok, message = self.graph.call("recorder/stop", None, self.options.service_timeout_s)
             if ok:
                 return json.loads(message)
             if not message.startswith("draining") or self.clock() > deadline:
-                raise RuntimeError(f"/recorder/stop refused: {message}")
+                raise RuntimeError(f"recorder/stop refused: {message}")
             self.sleep(0.05)
 
     def train(self, iteration: int) -> dict[str, Any]:
         """Ask the trainer for update ``iteration``, record it, and wait until the policy runs it."""
         self.graph.progress(f"iteration {iteration - 1}: training MILE on the bags so far")
-        res = json.loads(self.call("/trainer/train", timeout=self.options.train_timeout_s))
+        res = json.loads(self.call("trainer/train", timeout=self.options.train_timeout_s))
         if res.get("update") not in (None, iteration):  # the trainer read another iteration from the bags
             raise RuntimeError(f"asked for update {iteration}, the trainer answered with update {res['update']}: {res}")
         self.state.record_checkpoint(iteration, res["checkpoint"])

@@ -104,14 +104,14 @@ class ArbitrationNode(Node):
         self.last: Command | None = None
         self.asked_hold = False  # the last command is a hold because the robot asked for help
         self.probability: tuple[float, float] | None = None  # latest predicted P(I=1|s), when it came
-        self.pub_exec = publisher(self, "/mile/executed_action")
-        self.pub_human = publisher(self, "/mile/human_action")
-        self.pub_flag = publisher(self, "/mile/intervention")
-        self.pub_help = publisher(self, "/mile/help_request")
-        subscription(self, "/mile/proposed_action", self.on_proposal)
-        subscription(self, "/teleop/joy", self.on_joy)
-        subscription(self, "/mile/intervention_probability", self.on_probability)
-        self.create_service(Trigger, "/arbitration/reset", self.on_reset)
+        self.pub_exec = publisher(self, "mile/executed_action")
+        self.pub_human = publisher(self, "mile/human_action")
+        self.pub_flag = publisher(self, "mile/intervention")
+        self.pub_help = publisher(self, "mile/help_request")
+        subscription(self, "mile/proposed_action", self.on_proposal)
+        subscription(self, "teleop/joy", self.on_joy)
+        subscription(self, "mile/intervention_probability", self.on_probability)
+        self.create_service(Trigger, "arbitration/reset", self.on_reset)
         self.watchdog = None
         self.apply(settings)
         self.pub_help.publish(Bool(data=False))

@@ -37,7 +37,7 @@ from mile_ros.graph.bag_transfer import (
     TransferError,
     unpack_reply,
 )
-from mile_ros.graph.topics import TOPICS
+from mile_ros.graph.topics import topic_info
 from mile_ros.nodes.common import Param, call_service, declare_parameters, qos
 from mile_ros.nodes.msgtypes import msg_class
 
@@ -45,7 +45,7 @@ PARAMETERS = (
     Param("bags_dir", "bags", "this host's folder of mirrored bags: the trainer's bags_dir"),
     Param(
         "trainer_service",
-        "/trainer/train_local",
+        "trainer/train_local",
         "the local trainer's service, remapped there from /trainer/train, which this node serves instead",
     ),
     Param("chunk_bytes", CHUNK_BYTES, "bytes asked for in one request", (1024, MAX_CHUNK_BYTES)),
@@ -72,12 +72,12 @@ class OfferClient:
         self.replies: dict[int, tuple[dict, bytes]] = {}
         self.waiting = 0  # the request being waited for: a late reply to an earlier one is dropped
         self.cond = threading.Condition()
-        self.pub = node.create_publisher(String, "/recorder/bag_request", qos("/recorder/bag_request"))
+        self.pub = node.create_publisher(String, "recorder/bag_request", qos("recorder/bag_request"))
         self.sub = node.create_subscription(
-            msg_class(TOPICS["/recorder/bag_reply"].type),
-            "/recorder/bag_reply",
+            msg_class(topic_info("recorder/bag_reply").type),
+            "recorder/bag_reply",
             self.on_reply,
-            qos("/recorder/bag_reply"),
+            qos("recorder/bag_reply"),
             callback_group=ReentrantCallbackGroup(),  # answered while a service callback waits
         )
 
@@ -147,8 +147,8 @@ class BagMirrorNode(Node):
         self.trainer = self.create_client(
             Trigger, self.p["trainer_service"], callback_group=MutuallyExclusiveCallbackGroup()
         )
-        self.create_service(Trigger, "/trainer/train", self.on_train, callback_group=services)
-        self.create_service(Trigger, "/bag_mirror/sync", self.on_sync, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(Trigger, "trainer/train", self.on_train, callback_group=services)
+        self.create_service(Trigger, "bag_mirror/sync", self.on_sync, callback_group=MutuallyExclusiveCallbackGroup())
         self.background = None
         if self.p["sync_period_s"] > 0:
             self.background = threading.Thread(target=self.keep_mirroring, daemon=True)

@@ -24,7 +24,7 @@ from rclpy.qos import (
 )
 from sensor_msgs.msg import JointState
 
-from mile_ros.graph.topics import TOPICS
+from mile_ros.graph.topics import topic_info
 
 __all__ = [
     "SCHEDULING_PARAMETERS",
@@ -48,7 +48,7 @@ def qos(kind_or_topic: str, depth: int | None = None) -> QoSProfile:
     ``depth`` overrides the history depth (it does not take part in QoS matching): a recorder
     that falls behind for a moment must not lose reliable messages from a full queue.
     """
-    kind = TOPICS[kind_or_topic].qos if kind_or_topic.startswith("/") else kind_or_topic
+    kind = kind_or_topic if kind_or_topic in _KINDS else topic_info(kind_or_topic).qos
     if kind == "sensor":
         base = qos_profile_sensor_data
     elif kind in _RELIABLE:  # reliable: the last 10 for late joiners' sake; latched: the last 1, kept
@@ -70,19 +70,23 @@ def qos(kind_or_topic: str, depth: int | None = None) -> QoSProfile:
 
 
 _RELIABLE = {"reliable": (10, DurabilityPolicy.VOLATILE), "latched": (1, DurabilityPolicy.TRANSIENT_LOCAL)}
+_KINDS = ("sensor", "clock", *_RELIABLE)
 
 
 def publisher(node: Node, topic: str):
+    """A publisher of a topic of :data:`~mile_ros.graph.topics.TOPICS` with its type and QoS; a relative
+    name lands in the node's namespace."""
     from mile_ros.nodes.msgtypes import msg_class
 
-    return node.create_publisher(msg_class(TOPICS[topic].type), topic, qos(topic))
+    return node.create_publisher(msg_class(topic_info(topic).type), topic, qos(topic))
 
 
 def subscription(node: Node, topic: str, callback: Callable, raw: bool = False, depth: int | None = None):
+    """A subscription to a topic of :data:`~mile_ros.graph.topics.TOPICS` with its type and QoS."""
     from mile_ros.nodes.msgtypes import msg_class
 
     return node.create_subscription(
-        msg_class(TOPICS[topic].type), topic, callback, qos(topic, depth), raw=raw
+        msg_class(topic_info(topic).type), topic, callback, qos(topic, depth), raw=raw
     )
 
 

@@ -39,7 +39,7 @@ class FoxgloveBridge(Node):
                 spec.topic, schema=schema, message_encoding=spec.message_encoding, context=self.fox
             )
             self.channels[spec.topic] = channel
-            subscription(self, spec.topic, channel.log, raw=True, depth=int(p["queue_depth"]))
+            subscription(self, spec.topic.lstrip("/"), channel.log, raw=True, depth=int(p["queue_depth"]))
         # The launcher's log and the tests read this line.
         print(f"Foxglove live view on ws://{p['host']}:{self.server.port} ({len(self.channels)} topics)", flush=True)
 

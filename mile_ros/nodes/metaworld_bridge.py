@@ -86,15 +86,15 @@ class MetaworldBridge(Node):
         self.command_timeout, self.resend_s = p["command_timeout_s"], p["resend_s"]
         self.latest_cmd: tuple[np.ndarray, float] | None = None
         self.last_publish = monotonic()
-        self.pub_state = publisher(self, "/robot/state")
-        self.pub_pose = publisher(self, "/robot/ee_pose")
-        self.pub_success = publisher(self, "/robot/success")
-        self.pub_image = publisher(self, "/camera/image_raw")
-        self.pub_end = publisher(self, "/sim/episode_end")
+        self.pub_state = publisher(self, "robot/state")
+        self.pub_pose = publisher(self, "robot/ee_pose")
+        self.pub_success = publisher(self, "robot/success")
+        self.pub_image = publisher(self, "camera/image_raw")
+        self.pub_end = publisher(self, "sim/episode_end")
         self.pub_clock = publisher(self, "/clock") if self.lockstep else None
-        subscription(self, "/mile/executed_action", self.on_command)
-        self.create_service(Trigger, "/sim/reset", self.on_reset)
-        self.create_service(SetBool, "/sim/set_running", self.on_set_running)
+        subscription(self, "mile/executed_action", self.on_command)
+        self.create_service(Trigger, "sim/reset", self.on_reset)
+        self.create_service(SetBool, "sim/set_running", self.on_set_running)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         period = 1.0 / p["control_rate_hz"]
         self.create_timer(period if not self.lockstep else min(period, 0.05), self.on_timer, clock=steady)

@@ -77,20 +77,20 @@ class PolicyNode(Node):
         self.last_embedding_at = self.last_pose_at = None  # monotonic arrival times
         self.last_stamp: int | None = None
         self.cache: tuple = ()
-        self.pub_obs = publisher(self, "/mile/observation")
-        self.pub_prop = publisher(self, "/mile/proposed_action")
-        self.pub_prob = publisher(self, "/mile/intervention_probability")
-        self.pub_active = publisher(self, "/mile/active_checkpoint")
+        self.pub_obs = publisher(self, "mile/observation")
+        self.pub_prop = publisher(self, "mile/proposed_action")
+        self.pub_prob = publisher(self, "mile/intervention_probability")
+        self.pub_active = publisher(self, "mile/active_checkpoint")
         if self.obs_source == "state":
-            subscription(self, "/robot/state", self.on_state)
+            subscription(self, "robot/state", self.on_state)
         elif self.obs_source == "r3m+ee":
-            subscription(self, "/camera/embedding", self.on_embedding)
-            subscription(self, "/robot/ee_pose", self.on_ee_pose)
+            subscription(self, "camera/embedding", self.on_embedding)
+            subscription(self, "robot/ee_pose", self.on_ee_pose)
             self.create_timer(1.0, self.check_embedding_stream)
         else:
             raise ValueError(f"obs_source must be 'state' or 'r3m+ee', got {self.obs_source!r}")
-        subscription(self, "/mile/checkpoint", self.on_checkpoint)
-        self.create_service(Trigger, "/policy/reset", self.on_reset)
+        subscription(self, "mile/checkpoint", self.on_checkpoint)
+        self.create_service(Trigger, "policy/reset", self.on_reset)
         # Measured (docs/architecture.md): the proposal -> executed tail is this node preempted
         # while it publishes; a real-time priority below arbitration's takes it away.
         set_scheduling(self, int(p["nice"]), int(p["realtime_priority"]))

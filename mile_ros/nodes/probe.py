@@ -29,7 +29,7 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
 from mile_ros.graph.launcher import domains_in_use
-from mile_ros.graph.topics import TOPICS
+from mile_ros.graph.topics import topic_info
 from mile_ros.nodes.common import call_service, qos
 from mile_ros.nodes.msgtypes import msg_class
 
@@ -128,7 +128,8 @@ def _realtime_problem(node: NodeProcess, priority: int) -> str | None:
 
 
 class NodeProcess:
-    """One node in its own process; output goes to ``log``."""
+    """One node in its own process, in ROS namespace ``namespace`` (``/arm1``; "": the root); output
+    goes to ``log``."""
 
     def __init__(
         self,
@@ -137,15 +138,19 @@ class NodeProcess:
         params: dict[str, Any] | None = None,
         log_dir: Path | None = None,
         params_files: tuple[Path, ...] = (),
+        namespace: str = "",
     ) -> None:
         self.node = node
         cmd = [sys.executable, "-m", f"mile_ros.nodes.{node}", "--ros-args"]
+        if namespace:
+            cmd += ["-r", f"__ns:={namespace}"]
         for f in params_files:
             cmd += ["--params-file", str(f)]
         for key, value in (params or {}).items():
             text = ("true" if value else "false") if isinstance(value, bool) else str(value)
             cmd += ["-p", f"{key}:={text}"]
-        self.log = (log_dir or Path("/tmp")) / f"{node}-{domain_id}-{os.getpid()}.log"
+        where = namespace.strip("/").replace("/", "_")
+        self.log = (log_dir or Path("/tmp")) / f"{node}{'-' + where if where else ''}-{domain_id}-{os.getpid()}.log"
         self._out = open(self.log, "wb")  # noqa: SIM115 (open for the process's life)
         self.proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, env=ros_env(domain_id))
 
@@ -205,17 +210,17 @@ class Probe:
                 self.infos[topic].append(info)
                 self.cond.notify_all()
 
-        self.node.create_subscription(msg_class(TOPICS[topic].type), topic, cb, qos(topic, depth))
+        self.node.create_subscription(msg_class(topic_info(topic).type), topic, cb, qos(topic, depth))
 
     def publish(self, topic: str, msg: Any) -> None:
         if topic not in self.pubs:
-            self.pubs[topic] = self.node.create_publisher(msg_class(TOPICS[topic].type), topic, qos(topic))
+            self.pubs[topic] = self.node.create_publisher(msg_class(topic_info(topic).type), topic, qos(topic))
         self.pubs[topic].publish(msg)
 
     def wait_matched(self, topic: str, count: int = 1, timeout: float = 30.0) -> None:
         """Wait until ``count`` subscribers match our publisher of ``topic`` (discovery)."""
         if topic not in self.pubs:
-            self.pubs[topic] = self.node.create_publisher(msg_class(TOPICS[topic].type), topic, qos(topic))
+            self.pubs[topic] = self.node.create_publisher(msg_class(topic_info(topic).type), topic, qos(topic))
         deadline = time.monotonic() + timeout
         while self.pubs[topic].get_subscription_count() < count:
             if time.monotonic() > deadline:

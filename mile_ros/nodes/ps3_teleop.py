@@ -20,7 +20,7 @@ from mile_ros.graph.joy_mapping import JoyMapping, load_joy_mapping
 from mile_ros.nodes.common import Param, declare_parameters, qos
 from mile_ros.robot.gamepad import Gamepad, PadEvent, PadState
 
-STATUS_TOPIC = "/teleop/status"
+STATUS_TOPIC = "teleop/status"
 
 PARAMETERS = (
     Param("device_index", 0, "which pad among those present (after the name filter)", (0, 16)),
@@ -44,7 +44,7 @@ PARAMETERS = (
         "publish at least this often even without change (0: only changes)",
         (0.0, 1000.0),
     ),
-    Param("joy_topic", "/teleop/joy", "where the Joy messages go"),
+    Param("joy_topic", "teleop/joy", "where the Joy messages go"),
 )
 
 

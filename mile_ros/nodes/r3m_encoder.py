@@ -27,8 +27,8 @@ PARAMETERS = (
     Param("device", "cpu", "cpu, cuda, cuda:N or auto"),
     Param("cpu_threads", 0, "torch CPU threads (0: torch's choice; 1 is often faster on a busy machine)",
           (0, 256)),
-    Param("image_topic", "/camera/image_raw", "images to encode (rgb8, bgr8 or mono8)"),
-    Param("embedding_topic", "/camera/embedding", "where the embeddings go"),
+    Param("image_topic", "camera/image_raw", "images to encode (rgb8, bgr8 or mono8)"),
+    Param("embedding_topic", "camera/embedding", "where the embeddings go"),
     Param("report_period_s", 10.0, "how often the achieved rate and dropped frames are logged",
           (0.5, 3600.0)),
 )

@@ -33,15 +33,15 @@ from std_srvs.srv import Trigger
 from mile_ros.graph.bag_episode import EpisodeBagWriter
 from mile_ros.graph.bag_transfer import BagOffer
 from mile_ros.graph.episode_stats import EpisodeStats
-from mile_ros.graph.topics import CAMERA_TOPIC, END_DISCARD, RECORDED_TOPICS, TOPICS
+from mile_ros.graph.topics import CAMERA_TOPIC, END_DISCARD, RECORDED_TOPICS, topic_info
 from mile_ros.nodes.common import Param, declare_parameters, monotonic, publisher, stamp_ns, subscription
 
 STEP_TOPICS = (
-    "/mile/executed_action",
-    "/mile/observation",
-    "/mile/proposed_action",
-    "/mile/human_action",
-    "/sim/episode_end",
+    "mile/executed_action",
+    "mile/observation",
+    "mile/proposed_action",
+    "mile/human_action",
+    "sim/episode_end",
 )
 
 PARAMETERS = (
@@ -107,12 +107,12 @@ class RecorderNode(Node):
                 raw=True,
                 depth=int(p["queue_depth"]),
             )
-        self.create_service(Trigger, "/recorder/start", self.on_start)
-        self.create_service(Trigger, "/recorder/stop", self.on_stop)
+        self.create_service(Trigger, "recorder/start", self.on_start)
+        self.create_service(Trigger, "recorder/stop", self.on_stop)
         # Finished bags for a trainer on another host; the one being written is never offered.
         self.offer = BagOffer(self.root, busy=lambda: self.writer.path if self.writer is not None else None)
-        self.pub_reply = publisher(self, "/recorder/bag_reply")
-        subscription(self, "/recorder/bag_request", self.on_bag_request)
+        self.pub_reply = publisher(self, "recorder/bag_reply")
+        subscription(self, "recorder/bag_request", self.on_bag_request)
 
     def on_bag_request(self, msg: String) -> None:
         try:
@@ -127,7 +127,7 @@ class RecorderNode(Node):
 
     def on_message(self, topic: str, data: bytes) -> None:
         self.received[topic] += 1
-        if TOPICS[topic].qos == "latched":
+        if topic_info(topic).qos == "latched":
             self.latched[topic] = bytes(data)
         if self.writer is None:
             return
@@ -135,13 +135,13 @@ class RecorderNode(Node):
         if topic in STEP_TOPICS:
             msg = deserialize_message(data, JointState)
             stamp = stamp_ns(msg)
-            if topic == "/mile/executed_action":
+            if topic == "mile/executed_action":
                 self.stats.on_executed(stamp, msg.header.frame_id)
-            elif topic == "/mile/observation":
+            elif topic == "mile/observation":
                 self.stats.observations.add(stamp)
-            elif topic == "/mile/proposed_action":
+            elif topic == "mile/proposed_action":
                 self.stats.proposals.add(stamp)
-            elif topic == "/mile/human_action":
+            elif topic == "mile/human_action":
                 self.stats.human_actions.add(stamp)
             else:
                 self.stats.on_end(stamp, msg.header.frame_id, dict(zip(msg.name, msg.position)))
@@ -178,7 +178,9 @@ class RecorderNode(Node):
             path.parent.mkdir(parents=True, exist_ok=True)
             # Checked again once the folders exist: a link made in between must not lead outside.
             path = self.confined(str(path))
-            self.writer = EpisodeBagWriter(path, {t: TOPICS[t].type for t in self.topics}, self.flush_every)
+            # Under the names subscribed to (``/arm1/mile/observation`` in namespace arm1), as ros2 bag would.
+            names = {self.resolve_topic_name(t): topic_info(t).type for t in self.topics}
+            self.writer = EpisodeBagWriter(path, names, self.flush_every)
         except Exception as exc:  # outside output_dir, an existing folder, bad JSON: refuse, write nothing
             response.success, response.message = False, f"cannot start recording: {exc}"
             self.get_logger().error(response.message)
@@ -205,7 +207,7 @@ class RecorderNode(Node):
             self.get_logger().info(f"{self.writer.path}: discarded by the operator (kept, left out of training)")
         if not self.stats.complete():
             self.get_logger().warn(f"closing {self.writer.path} before every step arrived: {self.stats.as_dict()}")
-        result = {**self.info, **self.stats.as_dict(), "bag": str(self.writer.path)}
+        result = {**self.info, **self.stats.as_dict(), "bag": str(self.writer.path), "namespace": self.get_namespace()}
         ended = self.stats.end_stamp is not None
         if not ended:  # stopped without an episode end (a timeout): kept, never trained on
             result["interrupted"] = "the episode was stopped before it ended"

@@ -101,12 +101,12 @@ class SimulatedHumanNode(Node):
         self.decisions = 0
         self.last_joy: Joy | None = None
         self.asked = False  # the robot's help request is open
-        self.pub_joy = publisher(self, "/teleop/joy")
-        subscription(self, "/mile/observation", self.on_observation)
-        subscription(self, "/mile/active_checkpoint", self.on_active_checkpoint)
-        subscription(self, "/mile/help_request", self.on_help_request)
-        self.create_service(Trigger, "/simulated_human/reset", self.on_reset)
-        self.create_service(SetBool, "/simulated_human/enable", self.on_enable)
+        self.pub_joy = publisher(self, "teleop/joy")
+        subscription(self, "mile/observation", self.on_observation)
+        subscription(self, "mile/active_checkpoint", self.on_active_checkpoint)
+        subscription(self, "mile/help_request", self.on_help_request)
+        self.create_service(Trigger, "simulated_human/reset", self.on_reset)
+        self.create_service(SetBool, "simulated_human/enable", self.on_enable)
         self.fit(p["checkpoint"])
 
     def fit(self, checkpoint: str) -> None:

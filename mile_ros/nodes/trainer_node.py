@@ -181,8 +181,8 @@ class TrainerNode(Node):
         # Set on Ctrl-C / shutdown: the update in the executor thread stops at its next minibatch.
         self.stopping = threading.Event()
         self.context.on_shutdown(self.stopping.set)
-        self.pub_ckpt = publisher(self, "/mile/checkpoint")
-        self.create_service(Trigger, "/trainer/train", self.on_train, callback_group=MutuallyExclusiveCallbackGroup())
+        self.pub_ckpt = publisher(self, "mile/checkpoint")
+        self.create_service(Trigger, "trainer/train", self.on_train, callback_group=MutuallyExclusiveCallbackGroup())
 
     def current(self, changed: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Every parameter's value now (None: unset), with ``changed`` on top; checked by building

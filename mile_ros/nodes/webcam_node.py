@@ -20,7 +20,7 @@ from std_msgs.msg import String
 from mile_ros.nodes.common import Param, declare_parameters, qos
 from mile_ros.robot.camera import Camera, CameraConfig, CameraEvent, parse_crop
 
-STATUS_TOPIC = "/camera/status"
+STATUS_TOPIC = "camera/status"
 
 PARAMETERS = (
     Param(
@@ -40,7 +40,7 @@ PARAMETERS = (
     Param("loop", False, "files and sequences: start again at the end"),
     Param("reconnect_s", 1.0, "retry period while the source is missing", (0.05, 60.0)),
     Param("frame_id", "camera", "header.frame_id of the images"),
-    Param("image_topic", "/camera/image_raw", "where the images go"),
+    Param("image_topic", "camera/image_raw", "where the images go"),
 )
 
 

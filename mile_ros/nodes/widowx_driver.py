@@ -105,29 +105,29 @@ class WidowXDriver(Node):
         self.episode = Episode(int(p["max_episode_steps"]), running=True)
         if p["home_on_start"]:
             self.arm.home()
-        self.pub_state = publisher(self, "/robot/state")
-        self.pub_pose = publisher(self, "/robot/ee_pose")
-        self.pub_safety = publisher(self, "/robot/safety")
-        self.pub_success = publisher(self, "/robot/success")
-        self.pub_end = publisher(self, "/sim/episode_end")
+        self.pub_state = publisher(self, "robot/state")
+        self.pub_pose = publisher(self, "robot/ee_pose")
+        self.pub_safety = publisher(self, "robot/safety")
+        self.pub_success = publisher(self, "robot/success")
+        self.pub_end = publisher(self, "sim/episode_end")
         self.mapping = load_joy_mapping(p["joy_mapping"])
         self.buttons_before: dict[str, bool] = {}
-        subscription(self, "/mile/executed_action", self.on_command)
+        subscription(self, "mile/executed_action", self.on_command)
         if p["operator_buttons"]:
-            subscription(self, "/teleop/joy", self.on_joy)
+            subscription(self, "teleop/joy", self.on_joy)
         if p["hold_without_pad"]:  # the pad is unknown until ps3_teleop reports (the joy node never does)
-            subscription(self, "/teleop/status", self.on_pad_status)
-        self.create_service(Trigger, "/sim/reset", self.on_reset)
-        self.create_service(SetBool, "/sim/set_running", self.on_set_running)
-        self.create_service(Trigger, "/robot/home", self.on_home)
-        self.create_service(Trigger, "/robot/estop", self.on_estop)
-        self.create_service(Trigger, "/robot/clear_estop", self.on_clear_estop)
-        self.create_service(SetBool, "/robot/torque", self.on_torque)
+            subscription(self, "teleop/status", self.on_pad_status)
+        self.create_service(Trigger, "sim/reset", self.on_reset)
+        self.create_service(SetBool, "sim/set_running", self.on_set_running)
+        self.create_service(Trigger, "robot/home", self.on_home)
+        self.create_service(Trigger, "robot/estop", self.on_estop)
+        self.create_service(Trigger, "robot/clear_estop", self.on_clear_estop)
+        self.create_service(SetBool, "robot/torque", self.on_torque)
         self.create_timer(1.0 / p["state_rate_hz"], self.on_timer)
         self.get_logger().info(f"widowx_driver up with backend '{p['backend']}'")
 
     def on_command(self, msg) -> None:
-        source = f"/mile/executed_action ({msg.header.frame_id or 'unlabelled'})"
+        source = f"mile/executed_action ({msg.header.frame_id or 'unlabelled'})"
         if msg.header.frame_id == SOURCE_HOLD or not self.episode.running:
             self.arm.hold()
             return
