@@ -97,7 +97,7 @@ def write_session_episode(
         final = 10**9 + steps * PERIOD_NS
         names = ["steps", "success", "return", "duration_s"]
         records.append(
-            ("/sim/episode_end", vector_msg(final, names, [steps, float(success), 0, steps * 0.05], end_reason))
+            ("/episode/end", vector_msg(final, names, [steps, float(success), 0, steps * 0.05], end_reason))
         )
     earlier = {new: old for old, new in RENAMED.items()} if legacy else {}
     recorded = [*RECORDED_TOPICS, *([CAMERA_TOPIC] if camera else [])]

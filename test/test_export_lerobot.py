@@ -291,7 +291,7 @@ def test_a_bag_the_recorder_node_recorded_exports_and_loads(tmp_path, lerobot_py
     rng = np.random.default_rng(7)
     published = []
     try:
-        for topic in ("/mile/observation", "/mile/executed_action", "/camera/image_raw", "/sim/episode_end"):
+        for topic in ("/mile/observation", "/mile/executed_action", "/camera/image_raw", "/episode/end"):
             probe.wait_matched(topic)
         info = json.dumps({"iteration": 0, "mode": "train", "episode": 0, "task": "drawer-open-v3"})
         probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": info})
@@ -316,7 +316,7 @@ def test_a_bag_the_recorder_node_recorded_exports_and_loads(tmp_path, lerobot_py
             time.sleep(0.01)  # the camera is best effort, as from a real camera: give it room
         end = 10**9 + 25 * 50_000_000
         names = ["steps", "success", "return", "duration_s"]
-        probe.publish("/sim/episode_end", vector_msg(end, names, [25, 1.0, 0.0, 25 * 0.05], "success"))
+        probe.publish("/episode/end", vector_msg(end, names, [25, 1.0, 0.0, 25 * 0.05], "success"))
         deadline = time.monotonic() + 30
         while not (res := probe.call("/recorder/stop", Trigger)).success and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -62,7 +62,7 @@ def test_layout_is_the_sdks_own_and_names_real_topics():
         "/mile/intervention",
         "/mile/intervention_probability",
         "/robot/success",
-        "/sim/episode_end",
+        "/episode/end",
     ):
         assert needed in read, needed
     assert read <= set(LIVE_TOPICS), "the live view carries every topic the layout reads"
@@ -176,7 +176,7 @@ def test_live_view_streams_a_running_session_and_the_layout_reads_its_bags(tmp_p
         "/mile/executed_action",
         "/mile/intervention",
         "/mile/intervention_probability",  # only once the update's mental model acts: the last evaluation
-        "/sim/episode_end",
+        "/episode/end",
         "/session/progress",
     }
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -206,7 +206,7 @@ def test_live_view_streams_a_running_session_and_the_layout_reads_its_bags(tmp_p
     ]
     image = decoded["/camera/image_raw"][0]
     assert (image.width, image.height, image.encoding) == (64, 64, "rgb8") and len(image.data) == 64 * 64 * 3
-    assert {m.header.frame_id for m in decoded["/sim/episode_end"]} <= {"success", "time_limit", "terminated"}
+    assert {m.header.frame_id for m in decoded["/episode/end"]} <= {"success", "time_limit", "terminated"}
     assert "text" in json.loads(decoded["/session/progress"][-1].data)
 
     # The layout on the recorded bags: every path resolves on its topic's messages.
@@ -221,7 +221,7 @@ def test_live_view_streams_a_running_session_and_the_layout_reads_its_bags(tmp_p
         assert messages, f"{panel}: nothing on {topic}"
         for m in messages[:5]:
             value = resolve_path(path, m)
-            if "position[" in path and topic != "/sim/episode_end":
+            if "position[" in path and topic != "/episode/end":
                 index = int(path.split("[")[1].rstrip("]"))
                 series = next(s for s in _series(panel) if s["value"] == path)
                 assert series["label"].split()[-1] == m.name[index], (path, list(m.name))

@@ -198,6 +198,6 @@ def test_bags_of_any_namespace_and_earlier_names_read_the_same(tmp_path, namespa
     assert list(b.stamps) == truth.stamps == reference.stamps
     np.testing.assert_array_equal(a.observation, b.observation)
     np.testing.assert_array_equal(b.intervention, truth.intervention)
-    assert len(then.topic("sim/episode_end")) == 1 == len(then.topic("/sim/episode_end"))
+    assert len(then.topic("episode/end")) == 1 == len(then.topic("/sim/episode_end"))
     info = inspect_bag(tmp_path / "then")
     assert info.problems == [], info.problems

@@ -32,8 +32,8 @@ def run_episode(probe: Probe, ns: str, bag: str, out: dict) -> None:
     """One recorded episode of the arm in ``ns``, through its own namespace's services only."""
     probe.set_params(f"/{ns}/recorder_node", {"bag_path": bag, "episode_info": json.dumps({"arm": ns})}, 120)
     assert probe.call(f"/{ns}/recorder/start", Trigger, timeout=120).success
-    assert probe.call(f"/{ns}/sim/reset", Trigger, timeout=120).success
-    probe.wait_count(f"/{ns}/sim/episode_end", 1, timeout=240)
+    assert probe.call(f"/{ns}/episode/reset", Trigger, timeout=120).success
+    probe.wait_count(f"/{ns}/episode/end", 1, timeout=240)
     deadline = time.monotonic() + 60
     while not (res := probe.call(f"/{ns}/recorder/stop", Trigger, timeout=60)).success:
         assert time.monotonic() < deadline, res.message
@@ -61,9 +61,9 @@ def test_two_arms_in_namespaces_share_a_domain(tmp_path):
     results: dict[str, dict] = {}
     try:
         for ns in ARMS:
-            probe.listen(f"/{ns}/sim/episode_end")
+            probe.listen(f"/{ns}/episode/end")
         # Nothing of the session lives at the root: every name is under an arm's namespace.
-        wanted = {f"/{ns}/{n}" for ns in ARMS for n in ("mile/executed_action", "mile/proposed_action", "sim/reset")}
+        wanted = {f"/{ns}/{n}" for ns in ARMS for n in ("mile/executed_action", "mile/proposed_action", "episode/reset")}
         wanted |= {f"/{ns}/{n}" for ns in ARMS for n in ("recorder/start", "robot/state", "mile/observation")}
         deadline = time.monotonic() + 180
         while True:
@@ -108,7 +108,7 @@ def test_two_arms_in_namespaces_share_a_domain(tmp_path):
         assert recorded and all(t.startswith(f"/{ns}/") for t in recorded), recorded
         assert counts[f"/{ns}/mile/executed_action"] >= steps
         bag = read_bag(bag_dir)  # read as root names, as every bag is
-        ends = bag.topic("/sim/episode_end")
+        ends = bag.topic("/episode/end")
         assert len(ends) == 1 and ends[0].decode().position[0] == steps
         joined = episode_steps(bag)
         assert len(joined.stamps) + joined.held == steps and joined.incomplete == 0
@@ -122,11 +122,11 @@ def test_stop_a_namespaced_bridge_leaves_the_other(tmp_path):
     try:
         for ns in ARMS:
             probe.listen(f"/{ns}/robot/state")
-        assert probe.call("/arm1/sim/reset", Trigger, timeout=180).success
+        assert probe.call("/arm1/episode/reset", Trigger, timeout=180).success
         probe.wait_count("/arm1/robot/state", 1, timeout=60)
         time.sleep(1.0)
         assert probe.messages("/arm2/robot/state") == [], "arm2 stepped on arm1's reset"
-        assert not probe.call("/arm2/sim/set_running", SetBool, SetBool.Request(data=True), timeout=60).success
+        assert not probe.call("/arm2/episode/set_running", SetBool, SetBool.Request(data=True), timeout=60).success
     finally:
         for p in procs:
             p.stop()

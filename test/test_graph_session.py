@@ -53,7 +53,7 @@ class Graph:
         self.log.append((service, data) if data is not None else (service,))
         if self.answers.get(service):
             return self.answers[service].pop(0)
-        if service == "sim/reset":
+        if service == "episode/reset":
             self.ended = self.ends_episodes
         if service == "recorder/stop":
             return True, json.dumps(self.result)
@@ -128,7 +128,7 @@ def test_a_session_in_order(tmp_path):
         "policy/reset",
         "arbitration/reset",
         "recorder/start",
-        "sim/reset",
+        "episode/reset",
         "recorder/stop",
     ]
     steps = [e[0] if e[0] != "params" else f"params {e[1]}" for e in graph.log[1:]]
@@ -222,8 +222,8 @@ def test_an_episode_that_never_ends_is_paused_and_recorded(tmp_path):
     graph.ends_episodes = False
     graph.result = {"steps": 3, "interventions": 0, "success": False, "end_reason": "", "discarded": False}
     result = runner.run_episode(runner_task(runner))
-    assert graph.services()[-3:] == ["sim/reset", "sim/set_running", "recorder/stop"]
-    assert ("sim/set_running", False) in graph.log
+    assert graph.services()[-3:] == ["episode/reset", "episode/set_running", "recorder/stop"]
+    assert ("episode/set_running", False) in graph.log
     assert graph.errors == [f"iter_000/eval_000: no episode end within {OPTIONS.episode_timeout_s} s"]
     assert result["steps"] == 3 and runner.state.done(runner_task(runner))
 

@@ -36,7 +36,7 @@ def test_lockstep_bridge_matches_the_environment(tmp_path):
         for t in (
             "/robot/state",
             "/clock",
-            "/sim/episode_end",
+            "/episode/end",
             "/robot/success",
             "/camera/image_raw",
             "/robot/ee_pose",
@@ -44,7 +44,7 @@ def test_lockstep_bridge_matches_the_environment(tmp_path):
             probe.listen(t)
         # The node subscribes after building the task: 30 s and more on two cores shared with other runs.
         probe.wait_matched("/mile/executed_action", timeout=120)
-        res = probe.call("/sim/reset", Trigger, timeout=60)
+        res = probe.call("/episode/reset", Trigger, timeout=60)
         assert res.success, res.message
         states = probe.wait_count("/robot/state", 1)
         rng = np.random.default_rng(0)
@@ -56,7 +56,7 @@ def test_lockstep_bridge_matches_the_environment(tmp_path):
             action = rng.uniform(-1, 1, 4)
             actions.append(action)
             probe.publish("/mile/executed_action", vector_msg(stamp_ns(state), ACTION_NAMES, action, "robot"))
-        end = probe.wait_count("/sim/episode_end", 1, timeout=20)[0]
+        end = probe.wait_count("/episode/end", 1, timeout=20)[0]
         time.sleep(0.3)  # nothing more may come after the end
         states = probe.messages("/robot/state")
         assert len(states) == 7 and end.header.frame_id in ("time_limit", "success")
@@ -85,7 +85,7 @@ def test_lockstep_bridge_matches_the_environment(tmp_path):
         ee = probe.messages("/robot/ee_pose")[-1].pose.position
         np.testing.assert_allclose([ee.x, ee.y, ee.z], expected["ee"], atol=1e-6)
         # After the end, resuming is refused until a reset.
-        assert not probe.call("/sim/set_running", SetBool, SetBool.Request(data=True)).success
+        assert not probe.call("/episode/set_running", SetBool, SetBool.Request(data=True)).success
     finally:
         node.stop()
         probe.close()

@@ -31,7 +31,7 @@ def recorder(tmp_path):
         "/mile/proposed_action",
         "/mile/executed_action",
         "/mile/human_action",
-        "/sim/episode_end",
+        "/episode/end",
     ):
         probe.wait_matched(topic)
     yield probe, node, tmp_path
@@ -76,7 +76,7 @@ def test_records_an_episode_with_metadata(recorder):
         published.append((stamp, obs, robot, human))
         time.sleep(0.002)
     end = 10**9 + 40 * 5 * 10**7
-    probe.publish("/sim/episode_end", vector_msg(end, ["steps", "success", "return"], [40, 1.0, 3.0], "success"))
+    probe.publish("/episode/end", vector_msg(end, ["steps", "success", "return"], [40, 1.0, 3.0], "success"))
     res = stop(probe)
     assert res.success, res.message
     result = json.loads(res.message)
@@ -145,7 +145,7 @@ def test_bag_path_outside_the_output_dir_is_refused(recorder):
     assert probe.call("/recorder/start", Trigger).success
     publish_step(probe, 10**9, np.zeros(3), np.zeros(4))
     end = vector_msg(10**9 + 5 * 10**7, ["steps", "success", "return"], [1, 0.0, 0.0], "failure")
-    probe.publish("/sim/episode_end", end)
+    probe.publish("/episode/end", end)
     assert stop(probe).success
     assert read_bag(tmp / "it0" / "train_000").complete and list(outside.iterdir()) == []
     assert node.alive(), node.output()[-2000:]

@@ -102,7 +102,7 @@ class StandIns:
         self.bridge = Node("metaworld_bridge", context=probe.context)
         self.bridge.declare_parameter("seed", 0)
         self.calls: list[str] = []
-        for name, kind in (("/sim/reset", Trigger), ("/sim/set_running", SetBool), ("/policy/reset", Trigger),
+        for name, kind in (("/episode/reset", Trigger), ("/episode/set_running", SetBool), ("/policy/reset", Trigger),
                            ("/arbitration/reset", Trigger)):
             self.bridge.create_service(kind, name, lambda req, res, n=name: self.answer(n, res))
         probe.executor.add_node(self.bridge)
@@ -155,7 +155,7 @@ def test_session_manager_and_recorder_exit_on_sigterm_mid_episode(tmp_path):
         for topic in ("/mile/observation", "/mile/proposed_action", "/mile/executed_action"):
             probe.wait_matched(topic)
         deadline = time.monotonic() + 60
-        while "/sim/reset" not in stand_ins.calls:  # recorder started, episode running
+        while "/episode/reset" not in stand_ins.calls:  # recorder started, episode running
             assert manager.alive(), manager.output()[-2000:]
             assert time.monotonic() < deadline, f"no episode started: {stand_ins.calls}\n{manager.output()[-2000:]}"
             time.sleep(0.05)

@@ -89,7 +89,7 @@ def driver():
     node.create_subscription(JointState, "/robot/state", h.states.append, qos("sensor"))
     h.ends = []
     h.successes = []
-    node.create_subscription(JointState, "/sim/episode_end", h.ends.append, qos("reliable"))
+    node.create_subscription(JointState, "/episode/end", h.ends.append, qos("reliable"))
     node.create_subscription(Bool, "/robot/success", lambda m: h.successes.append(m.data), qos("reliable"))
     h.joy = node.create_publisher(Joy, "/teleop/joy", qos("reliable"))
     h.status = node.create_publisher(String, "/teleop/status", qos("latched"))
@@ -97,8 +97,8 @@ def driver():
     h.pub = node.create_publisher(JointState, "/mile/executed_action", qos("reliable"))
     h.estop = node.create_client(Trigger, "/robot/estop")
     h.clear = node.create_client(Trigger, "/robot/clear_estop")
-    h.reset = node.create_client(Trigger, "/sim/reset")
-    h.running = node.create_client(SetBool, "/sim/set_running")
+    h.reset = node.create_client(Trigger, "/episode/reset")
+    h.running = node.create_client(SetBool, "/episode/set_running")
     h.SetBool, h.Trigger = SetBool, Trigger
     try:
         h.spin_until(lambda: h.pub.get_subscription_count() > 0 and len(h.poses) > 2, 120, "the driver")
@@ -177,7 +177,7 @@ def test_operator_buttons_end_episodes(driver):
     h.command([1.0, 0, 0, 0])
     h.command([1.0, 0, 0, 0])
     press("success")
-    h.spin_until(lambda: bool(h.ends), what="/sim/episode_end")
+    h.spin_until(lambda: bool(h.ends), what="/episode/end")
     end = h.ends[-1]
     assert end.header.frame_id == "success" and dict(zip(end.name, end.position))["steps"] == 2.0
     h.spin_until(lambda: h.successes and h.successes[-1], what="/robot/success true")

@@ -45,9 +45,9 @@ def run_episode(probe: Probe, bag, index: int, end) -> dict:
     end it with ``end()``, stop the recorder and return its answer."""
     probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"episode": index})})
     assert probe.call("/recorder/start", Trigger).success
-    reset = probe.call("/sim/reset", Trigger)
+    reset = probe.call("/episode/reset", Trigger)
     assert reset.success, reset.message
-    ends_before = len(probe.messages("/sim/episode_end"))
+    ends_before = len(probe.messages("/episode/end"))
     for step in range(STEPS):
         stamp = time.time_ns()
         probe.publish("/mile/observation", vector_msg(stamp, ["obs_00", "obs_01"], [float(index), float(step)]))
@@ -55,7 +55,7 @@ def run_episode(probe: Probe, bag, index: int, end) -> dict:
         probe.publish("/mile/executed_action", vector_msg(stamp, ACTION_NAMES, [0.1, 0.0, 0.0, 0.0], SOURCE_ROBOT))
         time.sleep(0.02)  # distinct stamps, and the driver's command counter sees each one
     end()
-    probe.wait_count("/sim/episode_end", ends_before + 1, timeout=30)
+    probe.wait_count("/episode/end", ends_before + 1, timeout=30)
     deadline = time.monotonic() + 30
     while True:
         res = probe.call("/recorder/stop", Trigger)
@@ -83,11 +83,11 @@ def test_success_discard_and_pad_lost_are_recorded(tmp_path):
     recorder = NodeProcess("recorder_node", domain, {"output_dir": str(tmp_path), "drain_s": 5.0}, tmp_path)
     probe = Probe(domain)
     try:
-        probe.listen("/sim/episode_end")
+        probe.listen("/episode/end")
         for topic, n in (("/mile/executed_action", 2), ("/teleop/joy", 1), ("/teleop/status", 2),
                          ("/mile/observation", 1), ("/mile/proposed_action", 1)):
             probe.wait_matched(topic, n, timeout=120)
-        probe.wait_publisher("/sim/episode_end", timeout=60)
+        probe.wait_publisher("/episode/end", timeout=60)
         probe.publish("/teleop/status", pad("connected"))
         bags = tmp_path / "bags"
 
@@ -99,14 +99,14 @@ def test_success_discard_and_pad_lost_are_recorded(tmp_path):
         assert success["steps"] == STEPS and success["complete"], success
         assert (discarded["success"], discarded["end_reason"], discarded["discarded"]) == (False, "discard", True)
         assert (lost["success"], lost["end_reason"], lost["discarded"]) == (False, "pad_lost", False)
-        reasons = [m.header.frame_id for m in probe.messages("/sim/episode_end")]
+        reasons = [m.header.frame_id for m in probe.messages("/episode/end")]
         assert reasons == ["success", "discard", "pad_lost"]
 
         # The discarded bag stays on disk, marked in its metadata, with the robot topics in it.
         bag = read_bag(bags / "ep1")
         assert bag.complete and bag.metadata["discarded"] is True and bag.metadata["end_reason"] == "discard"
         topics = {m.topic for m in bag.messages}
-        assert {"/robot/safety", "/teleop/status", "/robot/success", "/sim/episode_end"} <= topics, topics
+        assert {"/robot/safety", "/teleop/status", "/robot/success", "/episode/end"} <= topics, topics
         safety = bag.topic("/robot/safety")[-1].decode()
         assert "accepted" in safety.name and "estopped" in safety.name
         status = [json.loads(m.decode().data)["state"] for m in read_bag(bags / "ep2").topic("/teleop/status")]

@@ -113,7 +113,7 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
         # to back so that the whole duration is measured (a p99 over 500 samples is too noisy).
         end = time.monotonic() + args.duration
         while (left := end - time.monotonic()) > 0:
-            probe.call("/sim/reset", Trigger, timeout=60)
+            probe.call("/episode/reset", Trigger, timeout=60)
             time.sleep(min(left, episode_steps / args.rate - 0.5))
         (state, state_sent), (prop, prop_sent), (execd, exec_sent) = (
             first_seen(probe, t) for t in ("/robot/state", "/mile/proposed_action", "/mile/executed_action")

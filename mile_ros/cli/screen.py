@@ -82,7 +82,7 @@ class ScreenNode:
         subscription(self.node, "/teleop/joy", feed("on_joy", lambda m: (list(m.buttons),)))
         subscription(
             self.node,
-            "/sim/episode_end",
+            "/episode/end",
             feed("on_episode_end", lambda m: (m.header.frame_id, dict(zip(m.name, m.position)))),
         )
         # A deep queue: the session manager publishes an episode's result and "training" back to back,

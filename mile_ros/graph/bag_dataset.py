@@ -138,7 +138,7 @@ def episode_steps(bag: EpisodeBag) -> EpisodeSteps:
     human = _first_by_stamp(bag, "/mile/human_action")
     # The bridge publishes the final observation with the episode's end; its command never ran.
     # Stamps outside the episode's window are late messages of the previous episode.
-    ends = _first_by_stamp(bag, "/sim/episode_end")
+    ends = _first_by_stamp(bag, "/episode/end")
     start, end, reason = -(2**63), 2**63, ""
     if ends:
         end = min(ends)

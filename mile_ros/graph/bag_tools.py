@@ -42,7 +42,7 @@ REQUIRED = {
     "/mile/observation": "no observation",
     "/mile/proposed_action": "no robot proposal",
     "/mile/executed_action": "no executed command",
-    "/sim/episode_end": "no episode end (the episode's end was never recorded)",
+    "/episode/end": "no episode end (the episode's end was never recorded)",
 }
 
 # States, from the bag's point of view: ``ok`` can be trained on; the rest say why not.
@@ -181,7 +181,7 @@ def inspect_bag(path: str | os.PathLike) -> BagInfo:
     if "success" in meta:
         info.success = bool(meta["success"])
     else:
-        ends = bag.topic("/sim/episode_end")
+        ends = bag.topic("/episode/end")
         if ends:
             end = ends[0].decode()
             info.success = bool(dict(zip(end.name, end.position)).get("success", 0.0))

@@ -2,11 +2,11 @@
 
 ROS-free. ``widowx_driver`` and the Metaworld bridge (through :class:`mile_ros.graph.sim_bridge.BridgeCore`)
 each hold one :class:`Episode` and only translate: services and topics in, the returned
-:class:`EpisodeEnd` out as ``/sim/episode_end``. The phases:
+:class:`EpisodeEnd` out as ``/episode/end``. The phases:
 
 - ``idle``: no episode yet (the simulator before its first reset);
 - ``running``: commands are executed and counted as steps;
-- ``paused``: stopped from outside (``/sim/set_running`` false): no steps until resumed;
+- ``paused``: stopped from outside (``/episode/set_running`` false): no steps until resumed;
 - ``waiting``: started while the operator's gamepad is missing; it runs when the pad is back;
 - ``ended``: an end was decided; nothing runs until the next :meth:`Episode.start`.
 
@@ -39,14 +39,14 @@ __all__ = [
 
 IDLE, RUNNING, PAUSED, WAITING, ENDED = "idle", "running", "paused", "waiting", "ended"
 
-# Reasons, the frame_id of /sim/episode_end.
+# Reasons, the frame_id of /episode/end.
 SUCCESS, FAILURE, TERMINATED, TIME_LIMIT, PAD_LOST = "success", "failure", "terminated", "time_limit", "pad_lost"
 OPERATOR_REASONS = (SUCCESS, FAILURE, END_DISCARD)
 
 
 @dataclass(frozen=True)
 class EpisodeEnd:
-    """How an episode ended: what ``/sim/episode_end`` carries (the node adds stamps and durations)."""
+    """How an episode ended: what ``/episode/end`` carries (the node adds stamps and durations)."""
 
     reason: str
     steps: int

@@ -1,6 +1,6 @@
 """Running counts of one episode as the recorder sees it: steps, interventions, success, completeness.
 
-The bridge's ``/sim/episode_end`` says how many steps the episode had and how long it lasted, which
+The bridge's ``/episode/end`` says how many steps the episode had and how long it lasted, which
 fixes the episode's stamp window ``[end - duration, end)``. Messages outside it are late arrivals
 from the previous episode or answers to the final observation; inside it, the recorder is complete
 once it holds an observation, a proposal and a command for every step and a human action for every

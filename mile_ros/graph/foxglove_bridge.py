@@ -234,13 +234,13 @@ def session_layout() -> str:
         series("/mile/intervention_probability.position[0]", "predicted p_intervene"),
         series("/mile/intervention.data", "intervention flag (1: the human drives)"),
     ]
-    # /sim/episode_end is a stamped vector: steps success return duration_s; frame_id the reason.
+    # /episode/end is a stamped vector: steps success return duration_s; frame_id the reason.
     states = [
         state(f"{executed}.header.frame_id", "command source"),
         state("/mile/intervention.data", "intervention"),
         state("/robot/success.data", "task success"),
-        state("/sim/episode_end.header.frame_id", "episode end: reason"),
-        state("/sim/episode_end.position[1]", "episode end: success"),
+        state("/episode/end.header.frame_id", "episode end: reason"),
+        state("/episode/end.position[1]", "episode end: success"),
     ]
     indicator = fl.IndicatorPanel(
         title="Who drives",
@@ -269,7 +269,7 @@ def session_layout() -> str:
                 (
                     1,
                     fl.RawMessagesPanel(
-                        title="Episode end", config=fl.RawMessagesConfig(topic_path="/sim/episode_end", expansion="all")
+                        title="Episode end", config=fl.RawMessagesConfig(topic_path="/episode/end", expansion="all")
                     ),
                 ),
                 (

@@ -97,9 +97,9 @@ _RECORDED = tuple(bag_topic(t) for t in (*RECORDED_TOPICS, CAMERA_TOPIC))
 # test_security.py checks this table against what the nodes create.
 NODE_POLICIES: dict[str, Policy] = {
     "metaworld_bridge": Policy(
-        publish=("/robot/state", "/robot/ee_pose", "/robot/success", "/camera/image_raw", "/sim/episode_end", "/clock"),
+        publish=("/robot/state", "/robot/ee_pose", "/robot/success", "/camera/image_raw", "/episode/end", "/clock"),
         subscribe=("/mile/executed_action",),
-        serves=("/sim/reset", "/sim/set_running"),
+        serves=("/episode/reset", "/episode/set_running"),
     ),
     "policy_node": Policy(
         publish=(
@@ -129,10 +129,10 @@ NODE_POLICIES: dict[str, Policy] = {
     "trainer_node": Policy(publish=("/mile/checkpoint",), serves=("/trainer/train",)),
     "session_manager": Policy(
         publish=("/session/progress", "/mile/checkpoint"),
-        subscribe=("/sim/episode_end", "/mile/active_checkpoint"),
+        subscribe=("/episode/end", "/mile/active_checkpoint"),
         calls=(
-            "/sim/reset",
-            "/sim/set_running",
+            "/episode/reset",
+            "/episode/set_running",
             "/policy/reset",
             "/arbitration/reset",
             "/simulated_human/reset",
@@ -145,12 +145,12 @@ NODE_POLICIES: dict[str, Policy] = {
     ),
     "widowx_driver": Policy(
         # and, through interbotix_xs_modules' node in the same process, the arm's driver (ARM_TOPICS)
-        publish=("/robot/state", "/robot/ee_pose", "/robot/safety", "/robot/success", "/sim/episode_end", ARM),
+        publish=("/robot/state", "/robot/ee_pose", "/robot/safety", "/robot/success", "/episode/end", ARM),
         subscribe=("/mile/executed_action", "/teleop/joy", "/teleop/status", ARM, "/tf", "/tf_static"),
         calls=(ARM,),
         serves=(
-            "/sim/reset",
-            "/sim/set_running",
+            "/episode/reset",
+            "/episode/set_running",
             "/robot/home",
             "/robot/estop",
             "/robot/clear_estop",

@@ -31,7 +31,7 @@ __all__ = [
 
 # The services the session calls: std_srvs/Trigger ones, and std_srvs/SetBool ones (called with data).
 TRIGGER_SERVICES = (
-    "sim/reset",
+    "episode/reset",
     "policy/reset",
     "arbitration/reset",
     "simulated_human/reset",
@@ -39,7 +39,7 @@ TRIGGER_SERVICES = (
     "recorder/stop",
     "trainer/train",
 )
-SETBOOL_SERVICES = ("sim/set_running", "simulated_human/enable")
+SETBOOL_SERVICES = ("episode/set_running", "simulated_human/enable")
 
 
 class SessionGraph(Protocol):
@@ -217,9 +217,9 @@ class SessionRunner:
         self.graph.expect_episode_end()  # before the start: an end that comes at once is not missed
         self.call("recorder/start")
         started = self.clock()
-        self.call("sim/reset")
+        self.call("episode/reset")
         if not self.graph.wait_episode_end(self.options.episode_timeout_s):
-            self.call("sim/set_running", False)  # the recorder's answer then says it did not end
+            self.call("episode/set_running", False)  # the recorder's answer then says it did not end
             self.graph.log_error(f"{task.name}: no episode end within {self.options.episode_timeout_s} s")
         result = self.stop_recorder()
         result["wall_s"] = round(self.clock() - started, 2)

@@ -27,10 +27,10 @@ __all__ = [
 
 ACTION_NAMES = ("dx", "dy", "dz", "gripper")
 
-# frame_id values of /mile/executed_action: who commanded this step.
+# frame_id values of mile/executed_action: who commanded this step.
 SOURCE_ROBOT, SOURCE_HUMAN, SOURCE_HOLD = "robot", "human", "hold"
 
-# frame_id of /sim/episode_end (the reason) with which the operator throws an episode away: its bag
+# frame_id of episode/end (the reason) with which the operator throws an episode away: its bag
 # is kept, marked ``discarded`` in its metadata, and left out of training and of the metrics.
 END_DISCARD = "discard"
 
@@ -64,7 +64,7 @@ TOPICS: dict[str, Topic] = {
         _t("mile/intervention", "std_msgs/msg/Bool", "reliable"),
         _t("mile/help_request", "std_msgs/msg/Bool", "latched"),  # the robot asks for a takeover (arbitration)
         _t("/clock", "rosgraph_msgs/msg/Clock", "clock"),
-        _t("sim/episode_end", JOINT_STATE, "reliable"),
+        _t("episode/end", JOINT_STATE, "reliable"),
         _t("mile/checkpoint", "std_msgs/msg/String", "latched"),
         _t("mile/active_checkpoint", "std_msgs/msg/String", "latched"),
         _t("session/progress", "std_msgs/msg/String", "latched"),
@@ -89,7 +89,7 @@ RECORDED_TOPICS = (
     "mile/executed_action",
     "mile/human_action",
     "mile/intervention",
-    "sim/episode_end",
+    "episode/end",
     # Real robot: the safety layer's counters and the gamepad's state (why an episode ended pad_lost).
     "robot/safety",
     "teleop/status",
@@ -98,8 +98,8 @@ CAMERA_TOPIC = "camera/image_raw"
 
 # name -> ROS 2 service type
 SERVICES: dict[str, str] = {
-    "sim/reset": "std_srvs/srv/Trigger",
-    "sim/set_running": "std_srvs/srv/SetBool",
+    "episode/reset": "std_srvs/srv/Trigger",
+    "episode/set_running": "std_srvs/srv/SetBool",
     "policy/reset": "std_srvs/srv/Trigger",
     "arbitration/reset": "std_srvs/srv/Trigger",
     "simulated_human/reset": "std_srvs/srv/Trigger",
@@ -110,8 +110,9 @@ SERVICES: dict[str, str] = {
     "bag_mirror/sync": "std_srvs/srv/Trigger",
 }
 
-# Names of earlier versions -> today's, for bags recorded before a rename.
-RENAMED: dict[str, str] = {}
+# Names of earlier versions -> today's, for bags recorded before a rename. The episode interface was
+# the simulator's (sim/...) before the robot's driver served it too; services are not recorded.
+RENAMED: dict[str, str] = {"sim/episode_end": "episode/end"}
 
 
 def relative_topic(name: str) -> str:

@@ -90,11 +90,11 @@ class MetaworldBridge(Node):
         self.pub_pose = publisher(self, "robot/ee_pose")
         self.pub_success = publisher(self, "robot/success")
         self.pub_image = publisher(self, "camera/image_raw")
-        self.pub_end = publisher(self, "sim/episode_end")
+        self.pub_end = publisher(self, "episode/end")
         self.pub_clock = publisher(self, "/clock") if self.lockstep else None
         subscription(self, "mile/executed_action", self.on_command)
-        self.create_service(Trigger, "sim/reset", self.on_reset)
-        self.create_service(SetBool, "sim/set_running", self.on_set_running)
+        self.create_service(Trigger, "episode/reset", self.on_reset)
+        self.create_service(SetBool, "episode/set_running", self.on_set_running)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         period = 1.0 / p["control_rate_hz"]
         self.create_timer(period if not self.lockstep else min(period, 0.05), self.on_timer, clock=steady)
@@ -163,7 +163,7 @@ class MetaworldBridge(Node):
         if not request.data:
             self.core.pause()
         elif not self.core.resume():
-            response.success, response.message = False, "no episode to resume; call /sim/reset"
+            response.success, response.message = False, "no episode to resume; call /episode/reset"
             return response
         response.success, response.message = True, "running" if self.core.running else "paused"
         return response

@@ -41,7 +41,7 @@ STEP_TOPICS = (
     "mile/observation",
     "mile/proposed_action",
     "mile/human_action",
-    "sim/episode_end",
+    "episode/end",
 )
 
 PARAMETERS = (

@@ -91,7 +91,7 @@ class SessionManager(Node):
         self.active_changed = threading.Condition()
         self.pub_progress = publisher(self, "session/progress")
         self.pub_ckpt = publisher(self, "mile/checkpoint")
-        subscription(self, "sim/episode_end", self.on_episode_end)
+        subscription(self, "episode/end", self.on_episode_end)
         subscription(self, "mile/active_checkpoint", self.on_active)
         self.srv_clients = {name: self.create_client(Trigger, name) for name in TRIGGER_SERVICES}
         self.srv_clients |= {name: self.create_client(SetBool, name) for name in SETBOOL_SERVICES}

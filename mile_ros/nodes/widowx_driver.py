@@ -3,14 +3,14 @@
 Logic: :mod:`mile_ros.robot.arm`, :mod:`mile_ros.robot.safety`, :mod:`mile_ros.robot.backends`.
 Subscribes ``/mile/executed_action`` (``[dx, dy, dz, gripper]`` in [-1, 1], times ``max_step_m`` metres;
 ``frame_id`` ``hold`` stops the arm); publishes ``/robot/state`` (joint positions), ``/robot/ee_pose``
-and ``/robot/safety`` at ``state_rate_hz``. Services: ``/sim/reset`` (home, then accept commands, as the
-bridge's episode start), ``/sim/set_running``, ``/robot/home``, ``/robot/estop`` (latches),
+and ``/robot/safety`` at ``state_rate_hz``. Services: ``/episode/reset`` (home, then accept commands, as the
+bridge's episode start), ``/episode/set_running``, ``/robot/home``, ``/robot/estop`` (latches),
 ``/robot/clear_estop``, ``/robot/torque``.
 
 A real arm has no success detector: the operator ends episodes with the pad's success / failure /
 discard buttons (``/teleop/joy``, read with ``joy_mapping``), and the driver publishes ``/robot/success``
-and ``/sim/episode_end`` as the Metaworld bridge does (reasons ``success``, ``failure``, ``discard``,
-``time_limit``); the arm then holds until the next ``/sim/reset``. The home button homes the arm.
+and ``/episode/end`` as the Metaworld bridge does (reasons ``success``, ``failure``, ``discard``,
+``time_limit``); the arm then holds until the next ``/episode/reset``. The home button homes the arm.
 
 With ``hold_without_pad``, a gamepad lost mid-episode (``/teleop/status`` from ps3_teleop) ends the
 episode with reason ``pad_lost`` (so the recording says why) and the arm holds; an episode reset while
@@ -109,7 +109,7 @@ class WidowXDriver(Node):
         self.pub_pose = publisher(self, "robot/ee_pose")
         self.pub_safety = publisher(self, "robot/safety")
         self.pub_success = publisher(self, "robot/success")
-        self.pub_end = publisher(self, "sim/episode_end")
+        self.pub_end = publisher(self, "episode/end")
         self.mapping = load_joy_mapping(p["joy_mapping"])
         self.buttons_before: dict[str, bool] = {}
         subscription(self, "mile/executed_action", self.on_command)
@@ -117,8 +117,8 @@ class WidowXDriver(Node):
             subscription(self, "teleop/joy", self.on_joy)
         if p["hold_without_pad"]:  # the pad is unknown until ps3_teleop reports (the joy node never does)
             subscription(self, "teleop/status", self.on_pad_status)
-        self.create_service(Trigger, "sim/reset", self.on_reset)
-        self.create_service(SetBool, "sim/set_running", self.on_set_running)
+        self.create_service(Trigger, "episode/reset", self.on_reset)
+        self.create_service(SetBool, "episode/set_running", self.on_set_running)
         self.create_service(Trigger, "robot/home", self.on_home)
         self.create_service(Trigger, "robot/estop", self.on_estop)
         self.create_service(Trigger, "robot/clear_estop", self.on_clear_estop)
@@ -165,7 +165,7 @@ class WidowXDriver(Node):
             self.get_logger().info("gamepad back: the episode starts")
 
     def finish(self, end: EpisodeEnd | None) -> None:
-        """As the bridge: success flag, /sim/episode_end (steps, success, return), then hold until reset."""
+        """As the bridge: success flag, /episode/end (steps, success, return), then hold until reset."""
         if end is None:
             return
         self.arm.hold()
@@ -214,8 +214,8 @@ class WidowXDriver(Node):
     def on_set_running(self, request, response):
         if not request.data:
             self.episode.pause()
-        elif not self.episode.resume():  # ended: the arm holds until the next /sim/reset
-            response.success, response.message = False, "no episode to resume; call /sim/reset"
+        elif not self.episode.resume():  # ended: the arm holds until the next /episode/reset
+            response.success, response.message = False, "no episode to resume; call /episode/reset"
             return response
         if not self.episode.running:
             self.arm.hold()
