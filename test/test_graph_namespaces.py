@@ -4,7 +4,6 @@ at the same time, and each arm's bag holds its own arm's episode and nothing of 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -30,15 +29,10 @@ NODES = ("metaworld_bridge", "policy_node", "arbitration_node", "recorder_node")
 
 def run_episode(probe: Probe, ns: str, bag: str, out: dict) -> None:
     """One recorded episode of the arm in ``ns``, through its own namespace's services only."""
-    probe.set_params(f"/{ns}/recorder_node", {"bag_path": bag, "episode_info": json.dumps({"arm": ns})}, 120)
-    assert probe.call(f"/{ns}/recorder/start", Trigger, timeout=120).success
+    probe.record(f"/{ns}/recorder_node", bag, {"arm": ns}, timeout=120)
     assert probe.call(f"/{ns}/episode/reset", Trigger, timeout=120).success
     probe.wait_count(f"/{ns}/episode/end", 1, timeout=240)
-    deadline = time.monotonic() + 60
-    while not (res := probe.call(f"/{ns}/recorder/stop", Trigger, timeout=60)).success:
-        assert time.monotonic() < deadline, res.message
-        time.sleep(0.1)
-    out[ns] = json.loads(res.message)
+    out[ns] = probe.stop_recording(f"/{ns}/recorder_node", bag, timeout=120)
 
 
 def test_two_arms_in_namespaces_share_a_domain(tmp_path):
@@ -63,8 +57,9 @@ def test_two_arms_in_namespaces_share_a_domain(tmp_path):
         for ns in ARMS:
             probe.listen(f"/{ns}/episode/end")
         # Nothing of the session lives at the root: every name is under an arm's namespace.
-        wanted = {f"/{ns}/{n}" for ns in ARMS for n in ("mile/executed_action", "mile/proposed_action", "episode/reset")}
-        wanted |= {f"/{ns}/{n}" for ns in ARMS for n in ("recorder/start", "robot/state", "mile/observation")}
+        names_wanted = ("mile/executed_action", "mile/proposed_action", "episode/reset", "robot/state")
+        names_wanted += ("recorder_node/change_state", "mile/observation")
+        wanted = {f"/{ns}/{n}" for ns in ARMS for n in names_wanted}
         deadline = time.monotonic() + 180
         while True:
             graph = probe.node.get_topic_names_and_types() + probe.node.get_service_names_and_types()

@@ -1,6 +1,6 @@
 """The session's orchestration without ROS (fast): the order of calls for an episode, training and the
 policy's switch, resuming, a bag left by a crash, the simulated human's retries, an episode that never
-ends, the recorder draining, and the refusals that stop a session. The graph here is an in-memory
+ends, the recorder's lifecycle, and the refusals that stop a session. The graph here is an in-memory
 stand-in for the nodes' services; test_session_sim.py runs the same runner in the real graph."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from mile_ros.graph.bag_episode import write_sidecar
 from mile_ros.graph.session import SessionConfig, SessionState, Task
 from mile_ros.graph.session_runner import (
+    RECORDER,
     SETBOOL_SERVICES,
     TRIGGER_SERVICES,
     RunnerOptions,
@@ -47,6 +49,10 @@ class Graph:
         self.warnings: list[str] = []
         self.update_offset = 0
         self.result = {"steps": 7, "interventions": 2, "success": True, "end_reason": "success", "discarded": False}
+        # The recorder's lifecycle: its state, its parameters, the bag it was configured for.
+        self.recorder_state = "unconfigured"
+        self.recorder_params: dict = {}
+        self.configured: str | None = None
 
     def call(self, service: str, data: bool | None = None, timeout: float = 60.0) -> tuple[bool, str]:
         assert service in (TRIGGER_SERVICES if data is None else SETBOOL_SERVICES), (service, data)
@@ -55,8 +61,6 @@ class Graph:
             return self.answers[service].pop(0)
         if service == "episode/reset":
             self.ended = self.ends_episodes
-        if service == "recorder/stop":
-            return True, json.dumps(self.result)
         if service == "trainer/train":
             n = len([e for e in self.log if e[0] == "trainer/train"]) + self.update_offset
             path = str(self.run_dir / "checkpoints" / f"update_{n:03d}.pt")
@@ -67,6 +71,36 @@ class Graph:
 
     def set_params(self, node: str, values: dict) -> None:
         self.log.append(("params", node, values))
+        if node == RECORDER:
+            assert self.recorder_state == "unconfigured", "the recorder refuses its bag's name while configured"
+            self.recorder_params.update(values)
+
+    def get_param(self, node: str, name: str):
+        assert node == RECORDER
+        return self.recorder_params[name]
+
+    def lifecycle_state(self, node: str, timeout: float = 60.0) -> str:
+        assert node == RECORDER
+        return self.recorder_state
+
+    def transition(self, node: str, label: str, timeout: float = 60.0) -> bool:
+        """The recorder's transitions as rclpy.lifecycle makes them; deactivate writes the bag's summary."""
+        assert node == RECORDER
+        self.log.append((f"{node}:{label}",))
+        if self.answers.get(f"{node}:{label}"):
+            return self.answers[f"{node}:{label}"].pop(0)[0]
+        allowed = {"configure": "unconfigured", "activate": "inactive", "deactivate": "active", "cleanup": "inactive"}
+        if self.recorder_state != allowed[label]:
+            return False
+        if label == "configure":
+            self.configured = self.recorder_params["bag_path"]
+        if label == "deactivate" and self.configured:
+            Path(self.configured).mkdir(parents=True)
+            write_sidecar(Path(self.configured), {**self.result, "message_counts": {"/mile/observation": 8}})
+        self.recorder_state = {"configure": "inactive", "activate": "active", "deactivate": "inactive"}.get(
+            label, "unconfigured"
+        )
+        return True
 
     def publish_checkpoint(self, path: str) -> None:
         self.log.append(("checkpoint", path))
@@ -114,22 +148,28 @@ def make(tmp_path: Path, options: RunnerOptions = OPTIONS, **cfg) -> tuple[Sessi
     return SessionRunner(state, graph, options, clock=clock, sleep=clock.sleep), graph, clock
 
 
+def saved_episode(runner: SessionRunner, index: int) -> dict:
+    return json.loads((runner.state.run_dir / "session.json").read_text())["episodes"][index]
+
+
 def test_a_session_in_order(tmp_path):
     runner, graph, _ = make(tmp_path)
     rows = runner.run()
     initial = str((tmp_path / "initial.pt").resolve())
     assert graph.log[0] == ("checkpoint", initial)
     episode = [
-        "params recorder_node",
         "params metaworld_bridge",
         "params simulated_human",
         "simulated_human/enable",
         "simulated_human/reset",
         "policy/reset",
         "arbitration/reset",
-        "recorder/start",
+        "params recorder_node",
+        "recorder_node:configure",  # names the bag
+        "recorder_node:activate",
         "episode/reset",
-        "recorder/stop",
+        "recorder_node:deactivate",
+        "recorder_node:cleanup",
     ]
     steps = [e[0] if e[0] != "params" else f"params {e[1]}" for e in graph.log[1:]]
     assert steps == [*episode, *episode, "trainer/train", *episode]  # eval 0, train 0, update 1, eval 1
@@ -137,15 +177,17 @@ def test_a_session_in_order(tmp_path):
     assert enables == [False, True, False]  # the human only in intervention episodes
     params = [e[1:] for e in graph.log if e[0] == "params"]
     assert params[:3] == [
-        ("recorder_node", params[0][1]),
         ("metaworld_bridge", {"seed": 0}),
         ("simulated_human", {"episode_seed": 0}),
+        ("recorder_node", params[2][1]),
     ]  # evaluation episode 0: seed 0
-    info = json.loads(params[3][1]["episode_info"])  # the intervention episode's
+    info = json.loads(params[5][1]["episode_info"])  # the intervention episode's
     seed = collect_seed(3, 1, 0, 0)
     assert info["mode"] == "train" and info["checkpoint"] == initial and info["seed"] == seed
-    assert params[3][1]["bag_path"] == str(runner.state.run_dir / "bags" / "iter_000" / "train_000")
-    assert params[4:6] == [("metaworld_bridge", {"seed": seed}), ("simulated_human", {"episode_seed": seed})]
+    assert params[5][1]["bag_path"] == str(runner.state.run_dir / "bags" / "iter_000" / "train_000")
+    assert params[3:5] == [("metaworld_bridge", {"seed": seed}), ("simulated_human", {"episode_seed": seed})]
+    # The summary is the bag's own (episode.json), without its message counts.
+    assert "message_counts" not in saved_episode(runner, 1) and saved_episode(runner, 1)["steps"] == 7
     saved = json.loads((runner.state.run_dir / "session.json").read_text())
     assert [e["name"] for e in saved["episodes"]] == ["iter_000/eval_000", "iter_000/train_000", "iter_001/eval_000"]
     assert saved["checkpoints"] == {"1": str(runner.state.run_dir / "checkpoints" / "update_001.pt")}
@@ -162,23 +204,26 @@ def test_a_session_in_order(tmp_path):
 def test_a_resumed_session_sets_a_crashed_episodes_bag_aside_and_records_it_again(tmp_path):
     runner, graph, _ = make(tmp_path)
     graph.ends_episodes = False
-    graph.answers["recorder/stop"] = [(False, "bag /x could not be written")]
-    with pytest.raises(RuntimeError, match="recorder/stop refused: bag /x"):
-        runner.run()  # the first episode fails: nothing recorded
-    assert runner.state.episodes == []
+    graph.answers["recorder_node:deactivate"] = [(False, "")]
+    with pytest.raises(RuntimeError, match="recorder_node refused the transition deactivate"):
+        runner.run()  # the first episode fails: nothing recorded, the recorder left recording
+    assert runner.state.episodes == [] and graph.recorder_state == "active"
     bag = runner.state.bag_path(runner_task(runner))
     bag.mkdir(parents=True)
     (bag / "partial.mcap").write_bytes(b"not a bag")
 
-    # The same run directory opened again, as a restarted session manager does.
+    # The same run directory opened again, as a restarted session manager does; the recorder still records.
     state = open_session(tmp_path / "run", runner.state.config, "drawer-open-v3", "")
     assert state.initial_checkpoint == str((tmp_path / "initial.pt").resolve())  # kept from the first start
     graph = Graph(state.run_dir)
+    graph.recorder_state = "active"
     SessionRunner(state, graph, OPTIONS).run()
+    assert graph.log[1:3] == [("recorder_node:deactivate",), ("recorder_node:cleanup",)]  # stopped first
     aside = bag.with_name("eval_000.interrupted0")
     assert aside.is_dir() and (aside / "partial.mcap").is_file()  # kept, never trained on
     assert json.loads((aside / "episode.json").read_text())["complete"] is False
-    assert len(graph.errors) + len(graph.warnings) == 1 and str(aside) in (graph.errors + graph.warnings)[0]
+    assert len(graph.warnings) == 1 and "still recording" in graph.warnings[0]
+    assert len(graph.errors) == 1 and str(aside) in graph.errors[0]  # not reindexed: not an MCAP file
     assert len(state.episodes) == 3 and state.episodes[0]["name"] == "iter_000/eval_000"
 
 
@@ -205,7 +250,7 @@ def test_the_simulated_human_is_retried_until_it_is_ready(tmp_path):
     with pytest.raises(RuntimeError, match="simulated_human/reset refused: fitting its model"):
         runner.run_episode(runner_task(runner, 1))
     assert clock.now >= 1.5 + OPTIONS.train_timeout_s  # gave up at train_timeout_s
-    assert "recorder/start" not in graph.services()[-3:]
+    assert graph.services().count("recorder_node:configure") == 1 and graph.recorder_state == "unconfigured"
 
 
 def test_without_the_simulated_human(tmp_path):
@@ -222,20 +267,33 @@ def test_an_episode_that_never_ends_is_paused_and_recorded(tmp_path):
     graph.ends_episodes = False
     graph.result = {"steps": 3, "interventions": 0, "success": False, "end_reason": "", "discarded": False}
     result = runner.run_episode(runner_task(runner))
-    assert graph.services()[-3:] == ["episode/reset", "episode/set_running", "recorder/stop"]
+    assert graph.services()[-4:] == [
+        "episode/reset",
+        "episode/set_running",
+        "recorder_node:deactivate",
+        "recorder_node:cleanup",
+    ]
     assert ("episode/set_running", False) in graph.log
     assert graph.errors == [f"iter_000/eval_000: no episode end within {OPTIONS.episode_timeout_s} s"]
     assert result["steps"] == 3 and runner.state.done(runner_task(runner))
 
 
-def test_the_recorder_is_asked_again_while_it_drains(tmp_path):
-    runner, graph, clock = make(tmp_path)
-    graph.answers["recorder/stop"] = [(False, "draining: 2 messages")] * 2
-    assert runner.run_episode(runner_task(runner))["steps"] == 7
-    assert graph.services().count("recorder/stop") == 3 and clock.now == pytest.approx(0.1)
-    graph.answers["recorder/stop"] = [(False, "draining: 1 message")] * 1000
-    with pytest.raises(RuntimeError, match="recorder/stop refused: draining"):
-        runner.stop_recorder()  # not forever: service_timeout_s
+def test_the_bag_is_the_one_configured_or_nothing_is_recorded(tmp_path):
+    """configure names the bag; the runner reads the name back and records only into the bag it asked for."""
+    runner, graph, _ = make(tmp_path)
+    task = runner_task(runner)
+    real_get = graph.get_param
+    graph.get_param = lambda node, name: "/elsewhere/bag"  # someone set it between set and configure
+    with pytest.raises(RuntimeError, match="configured for '/elsewhere/bag'"):
+        runner.run_episode(task)
+    assert graph.services()[-2:] == ["recorder_node:configure", "recorder_node:cleanup"]
+    assert "recorder_node:activate" not in graph.services() and graph.recorder_state == "unconfigured"
+    graph.get_param = real_get
+    graph.answers["recorder_node:configure"] = [(False, "")]  # an existing bag, a path outside output_dir
+    with pytest.raises(RuntimeError, match="recorder_node refused the transition configure"):
+        runner.run_episode(task)
+    assert "recorder_node:activate" not in graph.services()
+    assert runner.run_episode(task)["steps"] == 7  # and then recorded as usual
 
 
 def test_a_trainer_answering_another_update_or_a_policy_that_does_not_switch_stops_the_session(tmp_path):

@@ -1,8 +1,8 @@
-"""recorder_node as a process: one MCAP bag per episode with metadata; a SIGKILL loses nothing written."""
+"""recorder_node as a process: a lifecycle node, one MCAP bag per configure -> activate -> deactivate, with
+metadata; the bag is named at configure and cannot be moved until cleanup; a SIGKILL loses nothing written."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -10,7 +10,6 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from std_srvs.srv import Trigger
 
 from mile_ros.graph.bag_dataset import build_dataset, episode_steps
 from mile_ros.graph.bag_episode import BagError, read_bag
@@ -49,23 +48,23 @@ def publish_step(probe, stamp, obs, robot, human=None):
         probe.publish("/mile/human_action", vector_msg(stamp, ACTION_NAMES, human, "human"))
 
 
-def stop(probe):
-    deadline = time.monotonic() + 20
-    while True:
-        res = probe.call("/recorder/stop", Trigger)
-        if res.success or time.monotonic() > deadline:
-            return res
-        time.sleep(0.05)
+def stop(probe, bag) -> dict:
+    """deactivate (waits for the episode's last messages, closes the bag) and cleanup; the summary."""
+    return probe.stop_recording("recorder_node", str(bag))
 
 
 def test_records_an_episode_with_metadata(recorder):
     probe, _, tmp = recorder
     bag = tmp / "it0" / "train_000"
-    probe.set_params(
-        "recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"iteration": 0, "mode": "train"})}
-    )
-    assert probe.call("/recorder/start", Trigger).success
-    assert not probe.call("/recorder/start", Trigger).success  # one episode at a time
+    assert probe.lifecycle_state("recorder_node") == "unconfigured"
+    assert not probe.transition("recorder_node", "activate")  # nothing configured: nothing recorded
+    probe.record("recorder_node", str(bag), {"iteration": 0, "mode": "train"})
+    assert probe.lifecycle_state("recorder_node") == "active"
+    # While configured, the bag's name and metadata cannot change: the bag recorded is the one configured.
+    for name, value in (("bag_path", str(tmp / "elsewhere")), ("episode_info", "{}")):
+        with pytest.raises(RuntimeError, match="read at configure"):
+            probe.set_params("recorder_node", {name: value})
+    assert not probe.transition("recorder_node", "configure")  # one episode at a time
     rng = np.random.default_rng(0)
     published = []
     for i in range(40):
@@ -77,10 +76,10 @@ def test_records_an_episode_with_metadata(recorder):
         time.sleep(0.002)
     end = 10**9 + 40 * 5 * 10**7
     probe.publish("/episode/end", vector_msg(end, ["steps", "success", "return"], [40, 1.0, 3.0], "success"))
-    res = stop(probe)
-    assert res.success, res.message
-    result = json.loads(res.message)
+    result = stop(probe, bag)
     assert result["steps"] == 40 and result["interventions"] == 5 and result["success"] is True
+    assert probe.lifecycle_state("recorder_node") == "unconfigured"
+    assert not (tmp / "elsewhere").exists()
     read = read_bag(bag)
     assert read.complete and read.metadata["iteration"] == 0 and read.metadata["end_reason"] == "success"
     assert read.metadata["complete"] is True and read.metadata["steps_complete"] is True
@@ -88,16 +87,17 @@ def test_records_an_episode_with_metadata(recorder):
     assert list(steps.stamps) == [p[0] for p in published]
     np.testing.assert_allclose(steps.observation, np.array([p[1] for p in published]))
     assert list(steps.intervention) == [p[3] is not None for p in published]
-    # An existing bag folder is never overwritten.
-    assert not probe.call("/recorder/start", Trigger).success
+    # An existing bag folder is never overwritten: configure refuses it.
+    probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": "{}"})
+    assert not probe.transition("recorder_node", "configure")
+    assert probe.lifecycle_state("recorder_node") == "unconfigured"
     assert read_bag(bag).metadata["iteration"] == 0
 
 
 def test_killed_recorder_leaves_a_readable_bag(recorder):
     probe, node, tmp = recorder
     bag = tmp / "killed"
-    probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": "{}"})
-    assert probe.call("/recorder/start", Trigger).success
+    probe.record("recorder_node", str(bag))
     for i in range(30):
         publish_step(probe, 10**9 + i, np.full(3, float(i)), np.zeros(4))
 
@@ -134,19 +134,25 @@ def test_bag_path_outside_the_output_dir_is_refused(recorder):
             probe.set_params("recorder_node", {"bag_path": str(bad)})
     with pytest.raises(RuntimeError, match="read-only"):
         probe.set_params("recorder_node", {"output_dir": str(outside)})
-    # A path that was inside when set, made a link out of it before the start: checked again then.
+    # A path that was inside when set, made a link out of it before configure: checked again then.
     probe.set_params("recorder_node", {"bag_path": str(tmp / "later" / "bag"), "episode_info": "{}"})
     (tmp / "later").symlink_to(outside, target_is_directory=True)
-    res = probe.call("/recorder/start", Trigger)
-    assert not res.success and "outside the recorder's output_dir" in res.message, res.message
+    assert not probe.transition("recorder_node", "configure")
+    assert "outside the recorder's output_dir" in node.output()
+    # ... and inside at configure, made a link out of it before activate: checked again when opened.
+    probe.set_params("recorder_node", {"bag_path": str(tmp / "later2" / "bag")})
+    assert probe.transition("recorder_node", "configure")
+    (tmp / "later2").symlink_to(outside, target_is_directory=True)
+    assert not probe.transition("recorder_node", "activate")
+    assert probe.lifecycle_state("recorder_node") == "inactive"
+    assert probe.transition("recorder_node", "cleanup")
     assert list(outside.iterdir()) == []
     # The session goes on: a bag inside is recorded as before.
-    probe.set_params("recorder_node", {"bag_path": str(tmp / "it0" / "train_000")})
-    assert probe.call("/recorder/start", Trigger).success
+    probe.record("recorder_node", str(tmp / "it0" / "train_000"))
     publish_step(probe, 10**9, np.zeros(3), np.zeros(4))
     end = vector_msg(10**9 + 5 * 10**7, ["steps", "success", "return"], [1, 0.0, 0.0], "failure")
     probe.publish("/episode/end", end)
-    assert stop(probe).success
+    assert stop(probe, tmp / "it0" / "train_000")["end_reason"] == "failure"
     assert read_bag(tmp / "it0" / "train_000").complete and list(outside.iterdir()) == []
     assert node.alive(), node.output()[-2000:]
 
@@ -155,8 +161,7 @@ def test_recorder_stopped_mid_episode_marks_its_bag_incomplete(recorder):
     """A recorder stopped (SIGINT) mid-episode closes a readable bag that is never trained on."""
     probe, node, tmp = recorder
     bag = tmp / "iter_000" / "train_000"
-    probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"mode": "train"})})
-    assert probe.call("/recorder/start", Trigger).success
+    probe.record("recorder_node", str(bag), {"mode": "train"})
     for i in range(20):
         publish_step(probe, 10**9 + i * 5 * 10**7, np.full(3, float(i)), np.zeros(4))
 
@@ -181,17 +186,15 @@ def test_recorder_stopped_mid_episode_marks_its_bag_incomplete(recorder):
 
 
 def test_an_episode_stopped_before_its_end_is_kept_but_never_trained_on(recorder):
-    """/recorder/stop without an episode end (the session manager's episode timeout): the bag is closed
+    """deactivate without an episode end (the session manager's episode timeout): the bag is closed
     with every step, and marked so the trainer leaves it out."""
     probe, _, tmp = recorder
     bag = tmp / "iter_000" / "train_000"
-    probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"mode": "train"})})
-    assert probe.call("/recorder/start", Trigger).success
+    probe.record("recorder_node", str(bag), {"mode": "train"})
     for i in range(15):
         publish_step(probe, 10**9 + i * 5 * 10**7, np.full(3, float(i)), np.zeros(4))
         time.sleep(0.002)
-    res = stop(probe)
-    assert res.success, res.message
+    assert stop(probe, bag)["complete"] is False
     read = read_bag(bag)
     assert read.metadata["complete"] is False and "stopped before it ended" in read.metadata["interrupted"]
     assert len(episode_steps(read).stamps) == 15

@@ -77,8 +77,7 @@ def test_recorder_exits_on_sigterm_mid_episode_with_its_bag_closed(tmp_path):
         for topic in ("/mile/observation", "/mile/proposed_action", "/mile/executed_action"):
             probe.wait_matched(topic)
         bag = tmp_path / "iter_000" / "train_000"
-        probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"mode": "train"})})
-        assert probe.call("/recorder/start", Trigger).success
+        probe.record("recorder_node", str(bag), {"mode": "train"})
         for i in range(20):
             publish_step(probe, 10**9 + i * 5 * 10**7, i)
         deadline = time.monotonic() + 20
@@ -102,8 +101,12 @@ class StandIns:
         self.bridge = Node("metaworld_bridge", context=probe.context)
         self.bridge.declare_parameter("seed", 0)
         self.calls: list[str] = []
-        for name, kind in (("/episode/reset", Trigger), ("/episode/set_running", SetBool), ("/policy/reset", Trigger),
-                           ("/arbitration/reset", Trigger)):
+        for name, kind in (
+            ("/episode/reset", Trigger),
+            ("/episode/set_running", SetBool),
+            ("/policy/reset", Trigger),
+            ("/arbitration/reset", Trigger),
+        ):
             self.bridge.create_service(kind, name, lambda req, res, n=name: self.answer(n, res))
         probe.executor.add_node(self.bridge)
         self.probe = probe

@@ -42,9 +42,8 @@ def pad(state: str) -> String:
 
 def run_episode(probe: Probe, bag, index: int, end) -> dict:
     """Record one episode of STEPS robot steps (observation, proposal, command with one stamp each),
-    end it with ``end()``, stop the recorder and return its answer."""
-    probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps({"episode": index})})
-    assert probe.call("/recorder/start", Trigger).success
+    end it with ``end()``, stop the recorder and return its summary."""
+    probe.record("recorder_node", str(bag), {"episode": index})
     reset = probe.call("/episode/reset", Trigger)
     assert reset.success, reset.message
     ends_before = len(probe.messages("/episode/end"))
@@ -56,14 +55,7 @@ def run_episode(probe: Probe, bag, index: int, end) -> dict:
         time.sleep(0.02)  # distinct stamps, and the driver's command counter sees each one
     end()
     probe.wait_count("/episode/end", ends_before + 1, timeout=30)
-    deadline = time.monotonic() + 30
-    while True:
-        res = probe.call("/recorder/stop", Trigger)
-        if res.success or not res.message.startswith("draining") or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert res.success, res.message
-    return json.loads(res.message)
+    return probe.stop_recording("recorder_node", str(bag))
 
 
 def press(probe: Probe, name: str) -> None:
@@ -96,7 +88,7 @@ def test_success_discard_and_pad_lost_are_recorded(tmp_path):
         lost = run_episode(probe, bags / "ep2", 2, lambda: probe.publish("/teleop/status", pad("disconnected")))
 
         assert (success["success"], success["end_reason"], success["discarded"]) == (True, "success", False)
-        assert success["steps"] == STEPS and success["complete"], success
+        assert success["steps"] == STEPS and success["steps_complete"] and success["complete"], success
         assert (discarded["success"], discarded["end_reason"], discarded["discarded"]) == (False, "discard", True)
         assert (lost["success"], lost["end_reason"], lost["discarded"]) == (False, "pad_lost", False)
         reasons = [m.header.frame_id for m in probe.messages("/episode/end")]

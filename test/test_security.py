@@ -161,7 +161,9 @@ def test_only_the_session_enclaves_may_command(keystore):
     assert allowed(g, "publish", "rt/mile/checkpoint") == {"trainer_node", "session_manager"}
     assert allowed(g, "publish", "rt/mile/proposed_action") == {"policy_node"}
     assert allowed(g, "publish", "rq/trainer/trainRequest") == {"session_manager"}
-    assert allowed(g, "publish", "rq/recorder/startRequest") == {"session_manager"}
+    # The recorder's lifecycle (configure names the bag, activate records): the session manager only.
+    assert allowed(g, "publish", "rq/recorder_node/change_stateRequest") == {"session_manager"}
+    assert allowed(g, "subscribe", "rq/recorder_node/change_stateRequest") == {"recorder_node"}
     # The recorder's bag_path: only the session manager may set the recorder's parameters.
     assert allowed(g, "publish", "rq/recorder_node/set_parametersRequest") == {"session_manager"}
     assert allowed(g, "subscribe", "rq/recorder_node/set_parametersRequest") == {"recorder_node"}
@@ -205,6 +207,8 @@ def test_policy_matches_the_node_code(node):
     named = {m for m in rooted(re.findall(r'"(/?[a-z_]+(?:/[a-z_]+)?)"', src)) if m in KNOWN}
     granted = {*policy.publish, *policy.subscribe, *policy.serves, *policy.calls} - {ARM}
     assert named <= granted, f"{node} names {sorted(named - granted)} which its policy does not grant"
+    if "LifecycleNode" in src:  # rclpy.lifecycle's services, served under the node's own name
+        assert policy.lifecycle, f"{node} is a lifecycle node: its policy must grant its transitions"
     published = rooted(re.findall(r'publisher\(self, "([^"]+)"\)', src))
     subscribed = rooted(re.findall(r'subscription\(self, "([^"]+)"', src))
     served = rooted(re.findall(r'create_service\(\w+, "([^"]+)"', src))

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -107,8 +106,7 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
             if time.monotonic() > deadline:
                 raise TimeoutError("the simulated human did not get ready")
             time.sleep(0.5)
-        probe.set_params("recorder_node", {"bag_path": str(work / "loop_bag"), "episode_info": "{}"})
-        probe.call("/recorder/start", Trigger)
+        probe.record("recorder_node", str(work / "loop_bag"))
         # Metaworld ends an episode after max_path_length steps (25 s at 20 Hz): start episodes back
         # to back so that the whole duration is measured (a p99 over 500 samples is too noisy).
         end = time.monotonic() + args.duration
@@ -118,9 +116,7 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
         (state, state_sent), (prop, prop_sent), (execd, exec_sent) = (
             first_seen(probe, t) for t in ("/robot/state", "/mile/proposed_action", "/mile/executed_action")
         )
-        for t in ("/recorder/stop",):
-            while not probe.call(t, Trigger).success:
-                time.sleep(0.1)
+        probe.stop_recording("recorder_node", str(work / "loop_bag"))
     finally:
         probe.close()
         for n in nodes:
@@ -149,7 +145,6 @@ def bench_loop(args: argparse.Namespace, work: Path) -> None:
 
 def bench_recorder(args: argparse.Namespace, work: Path) -> None:
     from sensor_msgs.msg import Image
-    from std_srvs.srv import Trigger
 
     from mile_ros.graph.bag_episode import read_bag
     from mile_ros.graph.topics import ACTION_NAMES
@@ -163,8 +158,7 @@ def bench_recorder(args: argparse.Namespace, work: Path) -> None:
     try:
         for topic in counts:
             probe.wait_matched(topic, timeout=60)
-        probe.set_params("recorder_node", {"bag_path": str(work / "rec_bag"), "episode_info": json.dumps({})})
-        probe.call("/recorder/start", Trigger)
+        probe.record("recorder_node", str(work / "rec_bag"))
         image = Image(height=224, width=224, encoding="rgb8", step=224 * 3)
         pixels = np.random.default_rng(0).integers(0, 255, 224 * 224 * 3, dtype=np.uint8).tobytes()
         image.data = pixels
@@ -183,8 +177,7 @@ def bench_recorder(args: argparse.Namespace, work: Path) -> None:
             k += 1
             time.sleep(max(0.0, start + k * period - time.monotonic()))
         elapsed = time.monotonic() - start
-        while not probe.call("/recorder/stop", Trigger).success:
-            time.sleep(0.1)
+        probe.stop_recording("recorder_node", str(work / "rec_bag"))
     finally:
         probe.close()
         node.stop()

@@ -36,6 +36,7 @@ __all__ = [
     "ARM",
     "ENCLAVE_PREFIX",
     "INTERBOTIX",
+    "LIFECYCLE_SERVICES",
     "NODE_POLICIES",
     "NO_PLUGINS",
     "OPERATOR",
@@ -75,6 +76,14 @@ _NODE_SERVICES = (
     "get_type_description",
 )
 _PARAMETER_SERVICES = _NODE_SERVICES[:-1]
+# What rclpy.lifecycle adds under a lifecycle node's name: its transitions and their events.
+LIFECYCLE_SERVICES = (
+    "change_state",
+    "get_state",
+    "get_available_states",
+    "get_available_transitions",
+    "get_transition_graph",
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class Policy:
     calls: tuple[str, ...] = ()
     sets_parameters_of: tuple[str, ...] = ()  # nodes whose parameter services it calls
     node: str | None = None  # its ROS node name (default: the enclave's last part)
+    lifecycle: bool = False  # an rclpy.lifecycle node: serves LIFECYCLE_SERVICES, publishes transition_event
     extra_publish: tuple[str, ...] = field(default=())  # DDS names as they are (rare)
 
 
@@ -124,7 +134,7 @@ NODE_POLICIES: dict[str, Policy] = {
     "recorder_node": Policy(
         publish=("/recorder/bag_reply",),
         subscribe=(*_RECORDED, "/recorder/bag_request"),
-        serves=("/recorder/start", "/recorder/stop"),
+        lifecycle=True,
     ),
     "trainer_node": Policy(publish=("/mile/checkpoint",), serves=("/trainer/train",)),
     "session_manager": Policy(
@@ -137,8 +147,8 @@ NODE_POLICIES: dict[str, Policy] = {
             "/arbitration/reset",
             "/simulated_human/reset",
             "/simulated_human/enable",
-            "/recorder/start",
-            "/recorder/stop",
+            "/recorder_node/change_state",
+            "/recorder_node/get_state",
             "/trainer/train",
         ),
         sets_parameters_of=("recorder_node", "metaworld_bridge", "widowx_driver", "simulated_human"),
@@ -205,7 +215,9 @@ def _dds_topics(policy: Policy, node: str) -> tuple[list[str], list[str]]:
     """The policy in DDS topic names (rmw's mangling: ``rt/``, ``rq/...Request``, ``rr/...Reply``)."""
     pub = [f"rt{t}" for t in policy.publish] + list(_COMMON_PUB) + list(policy.extra_publish)
     sub = [f"rt{t}" for t in policy.subscribe] + list(_COMMON_SUB)
-    own = [f"/{node}/{s}" for s in _NODE_SERVICES]
+    own = [f"/{node}/{s}" for s in _NODE_SERVICES + (LIFECYCLE_SERVICES if policy.lifecycle else ())]
+    if policy.lifecycle:
+        pub.append(f"rt/{node}/transition_event")
     for service in (*policy.serves, *own):
         sub.append(f"rq{service}Request")
         pub.append(f"rr{service}Reply")

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mile_ros.graph.bag_episode import INTERRUPTED, mark_interrupted
+from mile_ros.graph.bag_episode import INTERRUPTED, BagError, episode_meta, mark_interrupted
 from mile_ros.graph.session import SessionConfig, SessionState, Task, next_task, write_metrics
 
 __all__ = [
+    "LIFECYCLE_NODES",
+    "RECORDER",
     "SETBOOL_SERVICES",
     "TRIGGER_SERVICES",
     "RunnerOptions",
@@ -35,10 +37,12 @@ TRIGGER_SERVICES = (
     "policy/reset",
     "arbitration/reset",
     "simulated_human/reset",
-    "recorder/start",
-    "recorder/stop",
     "trainer/train",
 )
+# The lifecycle nodes whose transitions the session drives: the recorder, one episode per
+# configure (names the bag) -> activate (records) -> deactivate (closes it) -> cleanup.
+RECORDER = "recorder_node"
+LIFECYCLE_NODES = (RECORDER,)
 SETBOOL_SERVICES = ("episode/set_running", "simulated_human/enable")
 
 
@@ -52,6 +56,19 @@ class SessionGraph(Protocol):
 
     def set_params(self, node: str, values: dict[str, Any]) -> None:
         """Set parameters of another node; raise when they are refused or unreachable."""
+        ...
+
+    def get_param(self, node: str, name: str) -> Any:
+        """A parameter's value in another node; raise when unreachable."""
+        ...
+
+    def transition(self, node: str, label: str, timeout: float = 60.0) -> bool:
+        """Ask lifecycle node ``node`` for the transition ``label`` (configure, activate, deactivate,
+        cleanup); whether it was made. Raises TimeoutError as :meth:`call` does."""
+        ...
+
+    def lifecycle_state(self, node: str, timeout: float = 60.0) -> str:
+        """The lifecycle state of ``node``: unconfigured, inactive, active or finalized."""
         ...
 
     def publish_checkpoint(self, path: str) -> None:
@@ -202,26 +219,51 @@ class SessionRunner:
                     raise
                 self.sleep(0.5)
 
+    def transition(self, node: str, label: str, timeout: float | None = None) -> None:
+        """A lifecycle transition that must be made."""
+        if not self.graph.transition(node, label, timeout or self.options.service_timeout_s):
+            raise RuntimeError(f"{node} refused the transition {label} (its log says why)")
+
+    def settle_recorder(self) -> None:
+        """Bring the recorder back to unconfigured: a session stopped mid-episode can leave it recording
+        (its bag is then closed as interrupted, and set aside below) or configured."""
+        state = self.graph.lifecycle_state(RECORDER, self.options.service_timeout_s)
+        if state == "active":
+            self.graph.log_warning("the recorder was still recording (a session stopped mid-episode): stopping it")
+            self.transition(RECORDER, "deactivate")
+        if state in ("active", "inactive"):
+            self.transition(RECORDER, "cleanup")
+
+    def configure_recorder(self, bag: Path, info: dict[str, Any]) -> None:
+        """Name the episode's bag: the recorder reads ``bag_path`` at configure and refuses to change
+        it until cleanup, so the bag it records is the one read back here."""
+        self.graph.set_params(RECORDER, {"bag_path": str(bag), "episode_info": json.dumps(info)})
+        self.transition(RECORDER, "configure")
+        configured = self.graph.get_param(RECORDER, "bag_path")
+        if configured != str(bag):  # someone set it between the two calls: record nothing
+            self.transition(RECORDER, "cleanup")
+            raise RuntimeError(f"the recorder was configured for {configured!r}, not {bag}")
+
     def run_episode(self, task: Task) -> dict[str, Any]:
         """Record one episode: parameters, resets, recorder start, bridge reset, its end, the record."""
+        self.settle_recorder()
         bag = self.state.bag_path(task)
         if bag.exists():  # left by a crash mid-episode: keep it aside, record the episode again
             self.set_aside(task, bag)
-        info = self.episode_info(task)
-        self.graph.set_params("recorder_node", {"bag_path": str(bag), "episode_info": json.dumps(info)})
         self.graph.set_params(self.options.bridge_node, {"seed": int(task.seed)})
         if self.options.use_simulated_human:
             self.prepare_human(task)
         self.call("policy/reset")
         self.call("arbitration/reset")
+        self.configure_recorder(bag, self.episode_info(task))
         self.graph.expect_episode_end()  # before the start: an end that comes at once is not missed
-        self.call("recorder/start")
+        self.transition(RECORDER, "activate")
         started = self.clock()
         self.call("episode/reset")
         if not self.graph.wait_episode_end(self.options.episode_timeout_s):
             self.call("episode/set_running", False)  # the recorder's answer then says it did not end
             self.graph.log_error(f"{task.name}: no episode end within {self.options.episode_timeout_s} s")
-        result = self.stop_recorder()
+        result = self.stop_recorder(bag)
         result["wall_s"] = round(self.clock() - started, 2)
         self.state.record_episode(task, result)
         self.graph.progress(
@@ -233,16 +275,19 @@ class SessionRunner:
         )
         return result
 
-    def stop_recorder(self) -> dict[str, Any]:
-        """Stop the recorder, waiting while it drains the last messages; return its episode summary."""
-        deadline = self.clock() + self.options.service_timeout_s
-        while True:
-            ok, message = self.graph.call("recorder/stop", None, self.options.service_timeout_s)
-            if ok:
-                return json.loads(message)
-            if not message.startswith("draining") or self.clock() > deadline:
-                raise RuntimeError(f"recorder/stop refused: {message}")
-            self.sleep(0.05)
+    def stop_recorder(self, bag: Path) -> dict[str, Any]:
+        """Stop the recorder (deactivate waits while it drains the episode's last messages, then closes
+        the bag; cleanup frees its name); return the episode's summary from the bag."""
+        self.transition(RECORDER, "deactivate")
+        self.transition(RECORDER, "cleanup")
+        try:
+            result = episode_meta(bag)
+        except BagError as exc:
+            raise RuntimeError(f"the recorder closed no readable bag at {bag}: {exc}") from exc
+        if not result:
+            raise RuntimeError(f"the recorder left no episode summary in {bag}")
+        result.pop("message_counts", None)  # in the bag's episode.json; the session's state stays small
+        return result
 
     def train(self, iteration: int) -> dict[str, Any]:
         """Ask the trainer for update ``iteration``, record it, and wait until the policy runs it."""

@@ -96,7 +96,8 @@ RECORDED_TOPICS = (
 )
 CAMERA_TOPIC = "camera/image_raw"
 
-# name -> ROS 2 service type
+# name -> ROS 2 service type. The recorder is a lifecycle node: its transitions (configure, activate,
+# deactivate, cleanup) are rclpy.lifecycle's services under its own name (recorder_node/change_state).
 SERVICES: dict[str, str] = {
     "episode/reset": "std_srvs/srv/Trigger",
     "episode/set_running": "std_srvs/srv/SetBool",
@@ -104,8 +105,6 @@ SERVICES: dict[str, str] = {
     "arbitration/reset": "std_srvs/srv/Trigger",
     "simulated_human/reset": "std_srvs/srv/Trigger",
     "simulated_human/enable": "std_srvs/srv/SetBool",
-    "recorder/start": "std_srvs/srv/Trigger",
-    "recorder/stop": "std_srvs/srv/Trigger",
     "trainer/train": "std_srvs/srv/Trigger",
     "bag_mirror/sync": "std_srvs/srv/Trigger",
 }

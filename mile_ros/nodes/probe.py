@@ -256,6 +256,40 @@ class Probe:
             self.clients[service] = self.node.create_client(srv_type, service)
         return call_service(self.node, self.clients[service], request or srv_type.Request(), timeout)
 
+    def transition(self, node: str, label: str, timeout: float = 30.0) -> bool:
+        """Ask lifecycle node ``node`` for a transition (``configure``, ``activate``, ``deactivate``,
+        ``cleanup``); whether it was made."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request(transition=Transition(label=label))
+        return bool(self.call(f"{node}/change_state", ChangeState, request, timeout).success)
+
+    def lifecycle_state(self, node: str, timeout: float = 30.0) -> str:
+        """The lifecycle state of ``node``: ``unconfigured``, ``inactive``, ``active``, ``finalized``."""
+        from lifecycle_msgs.srv import GetState
+
+        return str(self.call(f"{node}/get_state", GetState, timeout=timeout).current_state.label)
+
+    def record(self, node: str, bag: str, info: dict[str, Any] | None = None, timeout: float = 30.0) -> None:
+        """Start recorder ``node`` into ``bag``: its parameters, then configure and activate."""
+        import json
+
+        self.set_params(node, {"bag_path": bag, "episode_info": json.dumps(info or {})}, timeout)
+        for label in ("configure", "activate"):
+            if not self.transition(node, label, timeout):
+                raise RuntimeError(f"{node} refused {label} for {bag}")
+
+    def stop_recording(self, node: str, bag: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Stop recorder ``node`` (deactivate, then cleanup); the episode's summary from its bag."""
+        from mile_ros.graph.bag_episode import episode_meta
+
+        if not self.transition(node, "deactivate", timeout):
+            raise RuntimeError(f"{node} refused deactivate")
+        if not self.transition(node, "cleanup", timeout):
+            raise RuntimeError(f"{node} refused cleanup")
+        return episode_meta(bag)
+
     def set_params(self, node: str, values: dict[str, Any], timeout: float = 30.0) -> None:
         client = AsyncParameterClient(self.node, node)
         if not client.wait_for_services(timeout_sec=timeout):

@@ -2,7 +2,8 @@
 
 The plan and the bookkeeping are :mod:`mile_ros.graph.session`, the orchestration (what to call when, and
 what the answers mean) :mod:`mile_ros.graph.session_runner`; this node is their adapter: it calls the
-other nodes' services, sets the recorder's and bridge's per-episode parameters, listens for episode ends
+other nodes' services, sets the recorder's and bridge's per-episode parameters, drives the recorder's
+lifecycle transitions, listens for episode ends
 and the policy's active checkpoint, publishes progress on ``/session/progress`` and exits 0 when the
 session is complete.
 """
@@ -16,15 +17,18 @@ import sys
 import threading
 
 import rclpy
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
+from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from mile_ros.graph.session import SessionConfig
 from mile_ros.graph.session_runner import (
+    LIFECYCLE_NODES,
     SETBOOL_SERVICES,
     TRIGGER_SERVICES,
     RunnerOptions,
@@ -96,6 +100,9 @@ class SessionManager(Node):
         self.srv_clients = {name: self.create_client(Trigger, name) for name in TRIGGER_SERVICES}
         self.srv_clients |= {name: self.create_client(SetBool, name) for name in SETBOOL_SERVICES}
         self.params_of = {n: AsyncParameterClient(self, n) for n in self.runner.param_nodes}
+        # Relative (recorder_node/change_state): the nodes of this session's namespace.
+        self.change_state = {n: self.create_client(ChangeState, f"{n}/change_state") for n in LIFECYCLE_NODES}
+        self.get_state = {n: self.create_client(GetState, f"{n}/get_state") for n in LIFECYCLE_NODES}
 
     # ---- callbacks (executor thread) ---------------------------------------------------------
 
@@ -126,6 +133,24 @@ class SessionManager(Node):
         for r in future.result().results:
             if not r.successful:
                 raise RuntimeError(f"{node} refused parameters {values}: {r.reason}")
+
+    def get_param(self, node: str, name: str):
+        client = self.params_of[node]
+        if not client.wait_for_services(timeout_sec=self.p["service_timeout_s"]):
+            raise TimeoutError(f"parameters of {node} are not reachable")
+        done = threading.Event()
+        future = client.get_parameters([name])
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(self.p["service_timeout_s"]):
+            raise TimeoutError(f"reading parameter {name} of {node} timed out")
+        return parameter_value_to_python(future.result().values[0])
+
+    def transition(self, node: str, label: str, timeout: float = 60.0) -> bool:
+        request = ChangeState.Request(transition=Transition(label=label))
+        return bool(call_service(self, self.change_state[node], request, timeout).success)
+
+    def lifecycle_state(self, node: str, timeout: float = 60.0) -> str:
+        return str(call_service(self, self.get_state[node], GetState.Request(), timeout).current_state.label)
 
     def publish_checkpoint(self, path: str) -> None:
         self.pub_ckpt.publish(String(data=path))
