@@ -162,23 +162,58 @@ def score(ckpt: MileCheckpoint, human: SimulatedHuman, train: InterventionDatase
     return out
 
 
-def run_seed(args: argparse.Namespace, seed: int, init: MileCheckpoint, prior: InterventionDataset | None) -> dict:
+def _trained(path: Path, method: str, task: str, seed: int, epochs: int | None, train, init, prior) -> MileCheckpoint:
+    """``method`` trained on ``train`` with the task's single-round settings (kept at ``path``, reused)."""
     from mile_ros.baselines import method_config
     from mile_ros.baselines import train as train_method
 
+    if path.is_file():
+        return load_checkpoint(path)
+    overrides = {"seed": seed} | ({"epochs": epochs} if epochs else {})
+    ckpt = train_method(method, train, init, method_config(method, task, iterative=False, **overrides), prior=prior)
+    ckpt.save(path)
+    return ckpt
+
+
+def _classifier_scores(bc: MileCheckpoint, train: InterventionDataset, test: InterventionDataset) -> dict:
+    """The BC-intervention classifier on the same split, and its policy's mean error to the expert."""
+    from mile_ros.baselines.bc_intervention import intervention_probability
+
+    rate = float(np.clip(train.intervention.mean(), 1e-6, 1 - 1e-6))
+    out = {}
+    for split, data in (("train", train), ("test", test)):
+        p = intervention_probability(bc, data.stacked_observations(bc.padding)).astype(np.float64)
+        y = data.intervention.astype(bool)
+        out[f"{split}_auc"] = auc(p, y)
+        out[f"{split}_nats"] = _nats(p, y, rate)
+    return out
+
+
+def run_seed(args: argparse.Namespace, seed: int, init: MileCheckpoint, prior: InterventionDataset | None) -> dict:
+    """One seed; records and checkpoints already in ``args.out`` are reused (only the human is rebuilt)."""
     started = time.perf_counter()
+    files = {name: args.out / f"{name}-seed{seed}.npz" for name in ("train", "test")}
     with make_env(args.task, seed=seed) as env:
         human, _ = make_simulated_human(args.task, init, env, seed=seed, rollouts=args.mental_rollouts)
-        train = _record(env, init, human, [TRAIN_SEED + 1000 * seed + i for i in range(args.train_episodes)])
-        test = _record(env, init, human, [TEST_SEED + 1000 * seed + i for i in range(args.test_episodes)])
+        records = {}
+        for name, base, n in (("train", TRAIN_SEED, args.train_episodes), ("test", TEST_SEED, args.test_episodes)):
+            if files[name].is_file():
+                records[name] = InterventionDataset.load(files[name])
+            else:
+                records[name] = _record(env, init, human, [base + 1000 * seed + i for i in range(n)])
+                records[name].save(files[name])
+    train, test = records["train"], records["test"]
     record_s = time.perf_counter() - started
-    overrides = {"seed": seed} | ({"epochs": args.epochs} if args.epochs else {})
-    config = method_config("mile", args.task, iterative=False, **overrides)
-    ckpt = train_method("mile", train, init, config, prior=prior)
-    ckpt.save(args.out / f"mile-seed{seed}.pt")
-    train.save(args.out / f"train-seed{seed}.npz")
-    test.save(args.out / f"test-seed{seed}.npz")
-    return {
+    trained = {
+        method: _trained(args.out / f"{method}-seed{seed}.pt", method, args.task, seed, args.epochs, train, init, prior)
+        for method in ("mile", "bc_intervention")
+    }
+    bc = trained["bc_intervention"]
+    bc_mean = {
+        split: bc.policy(torch.from_numpy(data.stacked_observations(bc.padding)))[0].detach().numpy()
+        for split, data in (("train", train), ("test", test))
+    }
+    row = {
         "task": args.task,
         "seed": seed,
         "train_steps": len(train),
@@ -187,11 +222,17 @@ def run_seed(args: argparse.Namespace, seed: int, init: MileCheckpoint, prior: I
         "test_intervened": int(test.intervention.sum()),
         "human_cost": human.cost,
         "human_sigma": human.sigma,
-        "epochs": config.epochs,
         "record_s": round(record_s, 1),
         "train_s": round(time.perf_counter() - started - record_s, 1),
-        **score(ckpt, human, train, test),
+        **score(trained["mile"], human, train, test),
+        "classifier": _classifier_scores(bc, train, test),
     }
+    for split, data in (("train", train), ("test", test)):
+        expert = human._model_inputs(data.stacked_observations(human.stacker.padding), data.observation)[0][0].numpy()
+        y = data.intervention.astype(bool)
+        row[f"{split}_bc_policy_error_intervened"] = _rmse(bc_mean[split][y], expert[y])
+        row[f"{split}_bc_policy_error_robot"] = _rmse(bc_mean[split][~y], expert[~y])
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{args.task} seed {seed}: intervened {row['train_intervened']}/{row['train_steps']} train, "
             f"{row['test_intervened']}/{row['test_steps']} test; human AUC {row['test_human_p_auc']:.3f}",
+            flush=True,
+        )
+        c = row["classifier"]
+        print(
+            f"  {'classifier (BC-intervention)':32s} AUC train {c['train_auc']:.3f} test {c['test_auc']:.3f}; "
+            f"nats train {c['train_nats']:+.4f} test {c['test_nats']:+.4f}",
             flush=True,
         )
         for k in pairs:
