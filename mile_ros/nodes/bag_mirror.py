@@ -135,7 +135,7 @@ class OfferClient:
 class BagMirrorNode(Node):
     def __init__(self) -> None:
         super().__init__("bag_mirror")
-        self.p = declare_parameters(self, PARAMETERS)
+        self.p = declare_parameters(self, PARAMETERS, strict=True)  # read at start: read-only
         self.offer = OfferClient(self, float(self.p["reply_timeout_s"]), int(self.p["attempts"]))
         self.mirror = BagMirror(self.p["bags_dir"], self.offer.fetch, int(self.p["chunk_bytes"]))
         self.mirror.ledger()  # an unreadable ledger stops the node at start-up, not mid-session

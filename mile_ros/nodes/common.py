@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -92,19 +92,42 @@ def subscription(node: Node, topic: str, callback: Callable, raw: bool = False, 
 
 @dataclass(frozen=True)
 class Param:
+    """A node parameter: name, default, description, range (inclusive, int and float) and choices.
+
+    ``live``: the node applies a value set at run time (``ros2 param set``), through the ``apply``
+    callback given to :func:`declare_parameters` or by reading it where it is used (the bridge's
+    ``seed`` at each reset). A parameter that is not live is read at start-up only, and a node declared
+    ``strict`` makes it read-only, so that a run-time set is refused instead of reported as done and
+    ignored. ``read_only`` makes a parameter read-only in any node.
+    """
+
     name: str
     default: Any
     description: str
     range: tuple[float, float] | None = None  # inclusive, for int and float parameters
     read_only: bool = False
     choices: tuple[str, ...] | None = None  # the allowed values of a string parameter
+    live: bool = False
 
 
-def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
-    """Declare every parameter with its description and range; return their values."""
+def declare_parameters(
+    node: Node,
+    params: Sequence[Param],
+    *,
+    strict: bool = False,
+    apply: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Declare every parameter with its description and range; return their values.
+
+    ``strict``: every parameter that is not ``live`` is declared read-only (the convention of every
+    mile_ros node that passes it). ``apply``: called after a run-time set with the live parameters'
+    new values ({name: value}), to apply them; the set is refused first when a value is not one of its
+    ``choices``.
+    """
+    live = {p.name: p for p in params if p.live}
     out = {}
     for p in params:
-        desc = ParameterDescriptor(description=p.description, read_only=p.read_only)
+        desc = ParameterDescriptor(description=p.description, read_only=p.read_only or (strict and not p.live))
         if p.range is not None:
             lo, hi = p.range
             if isinstance(p.default, bool):
@@ -118,6 +141,25 @@ def declare_parameters(node: Node, params: Sequence[Param]) -> dict[str, Any]:
         out[p.name] = node.declare_parameter(p.name, p.default, desc).value
         if p.choices is not None and out[p.name] not in p.choices:
             raise ValueError(f"parameter {p.name}: {out[p.name]!r} is not one of {', '.join(p.choices)}")
+    if any(p.choices for p in live.values()):
+
+        def check(changed: list) -> SetParametersResult:
+            for param in changed:
+                p = live.get(param.name)
+                if p is not None and p.choices is not None and param.value not in p.choices:
+                    reason = f"parameter {p.name}: {param.value!r} is not one of {', '.join(p.choices)}"
+                    return SetParametersResult(successful=False, reason=reason)
+            return SetParametersResult(successful=True)
+
+        node.add_on_set_parameters_callback(check)
+    if apply is not None and live:
+
+        def applied(changed: list) -> None:
+            values = {q.name: q.value for q in changed if q.name in live}
+            if values:
+                apply(values)
+
+        node.add_post_set_parameters_callback(applied)
     return out
 
 

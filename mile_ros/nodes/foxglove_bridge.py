@@ -26,7 +26,7 @@ PARAMETERS = (
 class FoxgloveBridge(Node):
     def __init__(self) -> None:
         super().__init__("foxglove_bridge")
-        p = declare_parameters(self, PARAMETERS)
+        p = declare_parameters(self, PARAMETERS, strict=True)  # read at start: read-only
         import foxglove
 
         # A context of its own: nothing else in the process logs to this server by accident.

@@ -33,7 +33,13 @@ from mile_ros.nodes.common import (
 
 PARAMETERS = (
     Param("task", "drawer-open-v3", "Metaworld v3 task name"),
-    Param("seed", 0, "seed of the next reset (the session manager sets it before each episode)", (0, 2**31 - 1)),
+    Param(
+        "seed",
+        0,
+        "seed of the next reset (the session manager sets it before each episode)",
+        (0, 2**31 - 1),
+        live=True,
+    ),
     Param("lockstep", True, "step when the command for the current step arrives (true) or on a timer (false)"),
     Param(
         "control_rate_hz",
@@ -55,12 +61,14 @@ PARAMETERS = (
         0.5,
         "real time: a command older than this is replaced by zero motion",
         (0.01, 10.0),
+        live=True,
     ),
     Param(
         "resend_s",
         0.5,
         "lockstep: publish the observation again if no command came for this long",
         (0.05, 10.0),
+        live=True,
     ),
 )
 
@@ -68,7 +76,9 @@ PARAMETERS = (
 class MetaworldBridge(Node):
     def __init__(self) -> None:
         super().__init__("metaworld_bridge")
-        p = declare_parameters(self, PARAMETERS)
+        # Live: seed (read at each reset), command_timeout_s and resend_s (applied when set); the rest
+        # build the environment at start-up and are read-only.
+        p = declare_parameters(self, PARAMETERS, strict=True, apply=self.apply)
         if p["render"]:
             os.environ.setdefault("MUJOCO_GL", "egl")
         from mile_ros.sim import make_env
@@ -98,6 +108,11 @@ class MetaworldBridge(Node):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         period = 1.0 / p["control_rate_hz"]
         self.create_timer(period if not self.lockstep else min(period, 0.05), self.on_timer, clock=steady)
+
+    def apply(self, values: dict) -> None:
+        """Live parameters set at run time."""
+        self.command_timeout = float(values.get("command_timeout_s", self.command_timeout))
+        self.resend_s = float(values.get("resend_s", self.resend_s))
 
     def publish(self, out: StepOutput) -> None:
         stamp = to_time(out.stamp_ns)

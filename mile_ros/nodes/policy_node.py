@@ -58,7 +58,7 @@ PARAMETERS = (
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__("policy_node")
-        p = declare_parameters(self, PARAMETERS)
+        p = declare_parameters(self, PARAMETERS, strict=True)  # read at start: read-only
         import torch
 
         # One observation at a time through a small MLP: extra threads only contend with the other nodes.

@@ -51,7 +51,7 @@ PARAMETERS = (
 class TeleopNode(Node):
     def __init__(self, **node_options) -> None:
         super().__init__("ps3_teleop", **node_options)
-        p = declare_parameters(self, PARAMETERS)
+        p = declare_parameters(self, PARAMETERS, strict=True)  # read at start: read-only
         self.mapping: JoyMapping = load_joy_mapping(p["joy_mapping"])
         self.pad = Gamepad(
             p["device_index"],

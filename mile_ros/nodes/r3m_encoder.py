@@ -53,7 +53,7 @@ def image_to_rgb(msg: Image) -> np.ndarray:
 class R3MEncoderNode(Node):
     def __init__(self, **node_options) -> None:
         super().__init__("r3m_encoder", **node_options)
-        p = declare_parameters(self, PARAMETERS)
+        p = declare_parameters(self, PARAMETERS, strict=True)  # read at start: read-only
         if p["cpu_threads"] > 0:
             import torch
 

@@ -75,11 +75,13 @@ PARAMETERS = (
         "bag_path",
         "",
         "folder of the next bag, inside output_dir (must not exist); read at configure, refused while configured",
+        live=True,
     ),
     Param(
         "episode_info",
         "{}",
         "JSON metadata of the next episode (iteration, episode, mode, checkpoint, ...); read at configure",
+        live=True,
     ),
     Param("record_camera", False, "also record /camera/image_raw"),
     Param(
@@ -111,7 +113,7 @@ UNCONFIGURED = "unconfigured"
 class RecorderNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("recorder_node")
-        p = declare_parameters(self, PARAMETERS)
+        p = declare_parameters(self, PARAMETERS, strict=True)  # read-only but the bag's name
         # Resolved once: later changes of the working directory or of links cannot move it.
         self.root = Path(p["output_dir"]).resolve()
         if p["bag_path"]:

@@ -79,7 +79,7 @@ class SessionManager(Node):
 
     def __init__(self) -> None:
         super().__init__("session_manager")
-        self.p = declare_parameters(self, PARAMETERS)
+        self.p = declare_parameters(self, PARAMETERS, strict=True)  # read at start: read-only
         cfg = SessionConfig(self.p["iterations"], self.p["episodes"], self.p["eval_episodes"], self.p["seed"])
         state = open_session(self.p["run_dir"], cfg, self.p["task"], self.p["initial_checkpoint"])
         options = RunnerOptions(

@@ -18,6 +18,7 @@ train with is refused when set.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -118,7 +119,8 @@ TRAINING = (
     Param("learn_cost", bool, "MILE: fit c by maximum likelihood"),
     Param("learn_sigma", bool, "MILE: fit sigma by maximum likelihood"),
 )
-PARAMETERS = SETTINGS + TRAINING
+# All live: read at every update (and checked when set), so a run-time set applies from the next one.
+PARAMETERS = tuple(dataclasses.replace(p, live=True) for p in SETTINGS + TRAINING)
 assert {p.name for p in TRAINING} == set(TRAINING_SETTINGS), "the node's training parameters are graph.training's"
 _TYPES = {
     bool: Parameter.Type.BOOL,
@@ -146,7 +148,7 @@ def yaml_defaults(path=None) -> dict[str, Any]:
 
 
 def _descriptor(p: Param) -> ParameterDescriptor:
-    desc = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    desc = ParameterDescriptor(description=p.description, read_only=p.read_only or not p.live)
     if p.range is not None:
         lo, hi = p.range
         if p.default is int:

@@ -59,7 +59,7 @@ def image_msg(rgb: np.ndarray, stamp, frame_id: str) -> Image:
 class WebcamNode(Node):
     def __init__(self, **node_options) -> None:
         super().__init__("webcam_node", **node_options)
-        p = declare_parameters(self, PARAMETERS)
+        p = declare_parameters(self, PARAMETERS, strict=True)  # read at start: read-only
         config = CameraConfig(
             source=str(p["source"]),
             kind=p["kind"],

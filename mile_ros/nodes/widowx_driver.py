@@ -65,7 +65,11 @@ PARAMETERS = (
     Param("joy_mapping", "ps3", "gamepad mapping whose success/failure/discard/home buttons end episodes"),
     Param("operator_buttons", True, "end episodes and home from the pad's buttons (/teleop/joy)"),
     Param(
-        "seed", 0, "episode seed set by the session manager (recorded; a real arm has nothing to seed)", (0, 2**31 - 1)
+        "seed",
+        0,
+        "episode seed set by the session manager (recorded; a real arm has nothing to seed)",
+        (0, 2**31 - 1),
+        live=True,
     ),
     Param("hold_without_pad", True, "end the episode (pad_lost) and hold while ps3_teleop reports no pad"),
     Param("max_episode_steps", 0, "end an episode after this many commands; 0: no limit", (0, 1000000)),
@@ -75,7 +79,7 @@ PARAMETERS = (
 class WidowXDriver(Node):
     def __init__(self, **node_options) -> None:
         super().__init__("widowx_driver", **node_options)
-        p = declare_parameters(self, PARAMETERS)
+        p = declare_parameters(self, PARAMETERS, strict=True)  # all but seed set up the arm: read-only
         safety = SafetyLayer(
             SafetyConfig(
                 workspace_min=tuple(p["workspace_min"]),
