@@ -13,7 +13,7 @@ pytest.importorskip("rclpy")
 pytest.importorskip("metaworld")
 
 from rosbags.rosbag2 import Reader
-from std_srvs.srv import SetBool, Trigger
+from std_srvs.srv import Trigger
 
 from mile_ros.graph.bag_dataset import episode_steps
 from mile_ros.graph.bag_episode import read_bag
@@ -121,7 +121,8 @@ def test_stop_a_namespaced_bridge_leaves_the_other(tmp_path):
         probe.wait_count("/arm1/robot/state", 1, timeout=60)
         time.sleep(1.0)
         assert probe.messages("/arm2/robot/state") == [], "arm2 stepped on arm1's reset"
-        assert not probe.call("/arm2/episode/set_running", SetBool, SetBool.Request(data=True), timeout=60).success
+        assert probe.transition("/arm2/metaworld_bridge", "deactivate", timeout=60)
+        assert probe.lifecycle_state("/arm1/metaworld_bridge") == "active"  # arm1's lifecycle is its own
     finally:
         for p in procs:
             p.stop()

@@ -51,6 +51,7 @@ class Graph:
         self.result = {"steps": 7, "interventions": 2, "success": True, "end_reason": "success", "discarded": False}
         # The recorder's lifecycle: its state, its parameters, the bag it was configured for.
         self.recorder_state = "unconfigured"
+        self.bridge_state = "active"  # autostart
         self.recorder_params: dict = {}
         self.configured: str | None = None
 
@@ -80,13 +81,16 @@ class Graph:
         return self.recorder_params[name]
 
     def lifecycle_state(self, node: str, timeout: float = 60.0) -> str:
-        assert node == RECORDER
-        return self.recorder_state
+        return self.recorder_state if node == RECORDER else self.bridge_state
 
     def transition(self, node: str, label: str, timeout: float = 60.0) -> bool:
-        """The recorder's transitions as rclpy.lifecycle makes them; deactivate writes the bag's summary."""
-        assert node == RECORDER
+        """The recorder's transitions as rclpy.lifecycle makes them; deactivate writes the bag's summary.
+        The bridge's: activate and deactivate (pause)."""
         self.log.append((f"{node}:{label}",))
+        if node != RECORDER:
+            assert node in ("metaworld_bridge", "widowx_driver") and label in ("activate", "deactivate")
+            self.bridge_state = "active" if label == "activate" else "inactive"
+            return True
         if self.answers.get(f"{node}:{label}"):
             return self.answers[f"{node}:{label}"].pop(0)[0]
         allowed = {"configure": "unconfigured", "activate": "inactive", "deactivate": "active", "cleanup": "inactive"}
@@ -269,13 +273,17 @@ def test_an_episode_that_never_ends_is_paused_and_recorded(tmp_path):
     result = runner.run_episode(runner_task(runner))
     assert graph.services()[-4:] == [
         "episode/reset",
-        "episode/set_running",
+        "metaworld_bridge:deactivate",  # paused
         "recorder_node:deactivate",
         "recorder_node:cleanup",
     ]
-    assert ("episode/set_running", False) in graph.log
+    assert graph.bridge_state == "inactive"
     assert graph.errors == [f"iter_000/eval_000: no episode end within {OPTIONS.episode_timeout_s} s"]
     assert result["steps"] == 3 and runner.state.done(runner_task(runner))
+    graph.log.clear()
+    runner.run_episode(runner_task(runner, 1))  # the next episode activates the bridge again
+    services = graph.services()
+    assert services.index("metaworld_bridge:activate") < services.index("episode/reset")
 
 
 def test_the_bag_is_the_one_configured_or_nothing_is_recorded(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("metaworld")
 
-from std_srvs.srv import SetBool, Trigger
+from std_srvs.srv import Trigger
 
 from mile_ros.graph.topics import ACTION_NAMES
 from mile_ros.nodes.common import stamp_ns, vector_msg
@@ -84,8 +84,16 @@ def test_lockstep_bridge_matches_the_environment(tmp_path):
         assert np.abs(pixels.astype(int) - expected["image"].astype(int)).mean() < 2.0  # the same, right side up
         ee = probe.messages("/robot/ee_pose")[-1].pose.position
         np.testing.assert_allclose([ee.x, ee.y, ee.z], expected["ee"], atol=1e-6)
-        # After the end, resuming is refused until a reset.
-        assert not probe.call("/episode/set_running", SetBool, SetBool.Request(data=True)).success
+        # A lifecycle node: deactivated, no episode starts; activated again, an ended episode stays ended.
+        assert probe.lifecycle_state("metaworld_bridge") == "active"  # autostart
+        assert probe.transition("metaworld_bridge", "deactivate")
+        res = probe.call("/episode/reset", Trigger)
+        assert not res.success and "inactive" in res.message
+        assert probe.transition("metaworld_bridge", "activate")
+        count = len(probe.messages("/robot/state"))
+        probe.publish("/mile/executed_action", vector_msg(stamp_ns(states[-1]), ACTION_NAMES, np.zeros(4)))
+        time.sleep(0.5)
+        assert len(probe.messages("/robot/state")) == count, "an ended episode stepped"
     finally:
         node.stop()
         probe.close()

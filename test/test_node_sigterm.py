@@ -20,9 +20,8 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from rclpy.node import Node
 from std_msgs.msg import String
-from std_srvs.srv import SetBool, Trigger
+from std_srvs.srv import Trigger
 
 from mile_ros.graph.bag_dataset import build_dataset, episode_steps
 from mile_ros.graph.bag_episode import BagError, read_bag
@@ -98,12 +97,15 @@ class StandIns:
     answer on /mile/active_checkpoint. They only answer; the episode never ends by itself."""
 
     def __init__(self, probe: Probe) -> None:
-        self.bridge = Node("metaworld_bridge", context=probe.context)
+        from rclpy.lifecycle import LifecycleNode
+
+        self.bridge = LifecycleNode("metaworld_bridge", context=probe.context)  # a lifecycle node, active
+        self.bridge.trigger_configure()
+        self.bridge.trigger_activate()
         self.bridge.declare_parameter("seed", 0)
         self.calls: list[str] = []
         for name, kind in (
             ("/episode/reset", Trigger),
-            ("/episode/set_running", SetBool),
             ("/policy/reset", Trigger),
             ("/arbitration/reset", Trigger),
         ):

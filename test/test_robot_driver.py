@@ -30,10 +30,31 @@ def driver():
     domain_id = os.getpid() % 100 + 20
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mile_ros.nodes.widowx_driver", "--ros-args", "-p", "backend:=sim",
-         "-p", "max_step_m:=0.01", "-p", "max_motion_m:=0.015", "-p", "command_timeout_s:=0.3",
-         "-p", "state_rate_hz:=50.0", "-p", "workspace_max:=[0.45, 0.25, 0.225]", "-p", "joy_mapping:=sdl"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "mile_ros.nodes.widowx_driver",
+            "--ros-args",
+            "-p",
+            "backend:=sim",
+            "-p",
+            "max_step_m:=0.01",
+            "-p",
+            "max_motion_m:=0.015",
+            "-p",
+            "command_timeout_s:=0.3",
+            "-p",
+            "state_rate_hz:=50.0",
+            "-p",
+            "workspace_max:=[0.45, 0.25, 0.225]",
+            "-p",
+            "joy_mapping:=sdl",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
     node = rclpy.create_node("driver_test", context=context)
@@ -98,7 +119,11 @@ def driver():
     h.estop = node.create_client(Trigger, "/robot/estop")
     h.clear = node.create_client(Trigger, "/robot/clear_estop")
     h.reset = node.create_client(Trigger, "/episode/reset")
-    h.running = node.create_client(SetBool, "/episode/set_running")
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    change_state = node.create_client(ChangeState, "/widowx_driver/change_state")
+    h.transition = lambda label: h.call(change_state, ChangeState.Request(transition=Transition(label=label))).success
     h.SetBool, h.Trigger = SetBool, Trigger
     try:
         h.spin_until(lambda: h.pub.get_subscription_count() > 0 and len(h.poses) > 2, 120, "the driver")
@@ -149,10 +174,13 @@ def test_driver_over_dds(driver):
     h.command([1.0, 0.0, 0.0, 0.0])
     assert h.position()[0] == pytest.approx(before[0] + 0.01)
 
-    assert h.call(h.running, h.SetBool.Request(data=False)).success
+    assert h.transition("deactivate")  # the lifecycle node paused: the arm holds, commands ignored
     paused = h.position()
     h.command([1.0, 0.0, 0.0, 0.0])
     np.testing.assert_array_equal(h.position(), paused)
+    answer = h.call(h.reset, h.Trigger.Request())
+    assert not answer.success and "inactive" in answer.message  # no episode while inactive
+    assert h.transition("activate")
     answer = h.call(h.reset, h.Trigger.Request())  # episode start: home, running again
     assert answer.success
     np.testing.assert_allclose(h.position(), HOME)
@@ -186,8 +214,7 @@ def test_operator_buttons_end_episodes(driver):
     np.testing.assert_array_equal(h.position(), where)
     press("failure")  # no episode running: no second end
     assert len(h.ends) == 1
-    answer = h.call(h.running, h.SetBool.Request(data=True))  # ended: no resuming, as the bridge
-    assert not answer.success and "no episode to resume" in answer.message
+    assert h.transition("deactivate") and h.transition("activate")  # ended: activating resumes nothing
     h.command([1.0, 0, 0, 0])
     np.testing.assert_array_equal(h.position(), where)
 
@@ -234,8 +261,9 @@ def test_pad_loss_ends_the_episode_and_holds(driver):
 
 def test_interbotix_backend_missing_fails_clearly():
     env = {**os.environ, "ROS_DOMAIN_ID": str(os.getpid() % 100 + 20), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    result = subprocess.run([sys.executable, "-m", "mile_ros.nodes.widowx_driver"], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "mile_ros.nodes.widowx_driver"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     text = result.stdout + result.stderr
     assert "interbotix_xs_modules" in text and "is not installed" in text and "backend:=sim" in text

@@ -109,7 +109,8 @@ NODE_POLICIES: dict[str, Policy] = {
     "metaworld_bridge": Policy(
         publish=("/robot/state", "/robot/ee_pose", "/robot/success", "/camera/image_raw", "/episode/end", "/clock"),
         subscribe=("/mile/executed_action",),
-        serves=("/episode/reset", "/episode/set_running"),
+        serves=("/episode/reset",),
+        lifecycle=True,
     ),
     "policy_node": Policy(
         publish=(
@@ -142,7 +143,10 @@ NODE_POLICIES: dict[str, Policy] = {
         subscribe=("/episode/end", "/mile/active_checkpoint"),
         calls=(
             "/episode/reset",
-            "/episode/set_running",
+            "/metaworld_bridge/change_state",
+            "/metaworld_bridge/get_state",
+            "/widowx_driver/change_state",
+            "/widowx_driver/get_state",
             "/policy/reset",
             "/arbitration/reset",
             "/simulated_human/reset",
@@ -160,12 +164,12 @@ NODE_POLICIES: dict[str, Policy] = {
         calls=(ARM,),
         serves=(
             "/episode/reset",
-            "/episode/set_running",
             "/robot/home",
             "/robot/estop",
             "/robot/clear_estop",
             "/robot/torque",
         ),
+        lifecycle=True,
     ),
     "webcam_node": Policy(publish=("/camera/image_raw", "/camera/status")),
     "r3m_encoder": Policy(publish=("/camera/embedding",), subscribe=("/camera/image_raw",)),
@@ -182,9 +186,7 @@ NODE_POLICIES: dict[str, Policy] = {
     "foxglove_bridge": Policy(subscribe=LIVE_TOPICS),
     # interbotix's own processes on the robot computer (xs_sdk, robot_state_publisher), which the
     # secured domain would otherwise shut out: run them with --enclave /mile_ros/interbotix.
-    INTERBOTIX: Policy(
-        publish=(ARM, "/tf", "/tf_static"), subscribe=(ARM,), serves=(ARM,), node=ARM.lstrip("/")
-    ),
+    INTERBOTIX: Policy(publish=(ARM, "/tf", "/tf_static"), subscribe=(ARM,), serves=(ARM,), node=ARM.lstrip("/")),
     # A person's tools: read everything, stop and home the arm; no commands, teleop or checkpoints.
     OPERATOR: Policy(
         subscribe=("/*",),
@@ -294,7 +296,10 @@ def permissions_xml(
         f"      <subject_name>CN={escape(name)}</subject_name>\n"
         f"      <validity>\n        <not_before>{_iso(not_before)}</not_before>\n"
         f"        <not_after>{_iso(not_after)}</not_after>\n      </validity>\n"
-        "      <allow_rule>\n" + _domains_xml(domains, "        ") + topics("publish", pub) + topics("subscribe", sub)
+        "      <allow_rule>\n"
+        + _domains_xml(domains, "        ")
+        + topics("publish", pub)
+        + topics("subscribe", sub)
         + "      </allow_rule>\n"
         "      <default>DENY</default>\n"
         "    </grant>\n"

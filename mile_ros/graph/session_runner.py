@@ -20,7 +20,6 @@ from mile_ros.graph.bag_episode import INTERRUPTED, BagError, episode_meta, mark
 from mile_ros.graph.session import SessionConfig, SessionState, Task, next_task, write_metrics
 
 __all__ = [
-    "LIFECYCLE_NODES",
     "RECORDER",
     "SETBOOL_SERVICES",
     "TRIGGER_SERVICES",
@@ -40,10 +39,10 @@ TRIGGER_SERVICES = (
     "trainer/train",
 )
 # The lifecycle nodes whose transitions the session drives: the recorder, one episode per
-# configure (names the bag) -> activate (records) -> deactivate (closes it) -> cleanup.
+# configure (names the bag) -> activate (records) -> deactivate (closes it) -> cleanup; and the node that
+# runs the episodes (RunnerOptions.bridge_node), active while episodes run, deactivated to pause one.
 RECORDER = "recorder_node"
-LIFECYCLE_NODES = (RECORDER,)
-SETBOOL_SERVICES = ("episode/set_running", "simulated_human/enable")
+SETBOOL_SERVICES = ("simulated_human/enable",)
 
 
 class SessionGraph(Protocol):
@@ -144,6 +143,11 @@ class SessionRunner:
         self.clock, self.sleep = clock, sleep
 
     @property
+    def lifecycle_nodes(self) -> tuple[str, ...]:
+        """The lifecycle nodes whose transitions the session drives."""
+        return (RECORDER, self.options.bridge_node)
+
+    @property
     def param_nodes(self) -> tuple[str, ...]:
         """The nodes whose parameters the session sets before each episode."""
         return ("recorder_node", self.options.bridge_node) + (
@@ -234,6 +238,15 @@ class SessionRunner:
         if state in ("active", "inactive"):
             self.transition(RECORDER, "cleanup")
 
+    def activate_bridge(self) -> None:
+        """The node that runs the episodes active (one paused by a timeout, or started without autostart)."""
+        bridge = self.options.bridge_node
+        state = self.graph.lifecycle_state(bridge, self.options.service_timeout_s)
+        if state == "unconfigured":
+            self.transition(bridge, "configure")
+        if state != "active":
+            self.transition(bridge, "activate")
+
     def configure_recorder(self, bag: Path, info: dict[str, Any]) -> None:
         """Name the episode's bag: the recorder reads ``bag_path`` at configure and refuses to change
         it until cleanup, so the bag it records is the one read back here."""
@@ -256,12 +269,13 @@ class SessionRunner:
         self.call("policy/reset")
         self.call("arbitration/reset")
         self.configure_recorder(bag, self.episode_info(task))
+        self.activate_bridge()
         self.graph.expect_episode_end()  # before the start: an end that comes at once is not missed
         self.transition(RECORDER, "activate")
         started = self.clock()
         self.call("episode/reset")
         if not self.graph.wait_episode_end(self.options.episode_timeout_s):
-            self.call("episode/set_running", False)  # the recorder's answer then says it did not end
+            self.transition(self.options.bridge_node, "deactivate")  # paused: the bag says it did not end
             self.graph.log_error(f"{task.name}: no episode end within {self.options.episode_timeout_s} s")
         result = self.stop_recorder(bag)
         result["wall_s"] = round(self.clock() - started, 2)

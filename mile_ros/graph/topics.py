@@ -96,11 +96,11 @@ RECORDED_TOPICS = (
 )
 CAMERA_TOPIC = "camera/image_raw"
 
-# name -> ROS 2 service type. The recorder is a lifecycle node: its transitions (configure, activate,
-# deactivate, cleanup) are rclpy.lifecycle's services under its own name (recorder_node/change_state).
+# name -> ROS 2 service type. The recorder, the bridge and the driver are lifecycle nodes: their
+# transitions (configure, activate, deactivate, cleanup) are rclpy.lifecycle's services under their own
+# names (recorder_node/change_state); the bridge's and driver's deactivate pauses the episode.
 SERVICES: dict[str, str] = {
     "episode/reset": "std_srvs/srv/Trigger",
-    "episode/set_running": "std_srvs/srv/SetBool",
     "policy/reset": "std_srvs/srv/Trigger",
     "arbitration/reset": "std_srvs/srv/Trigger",
     "simulated_human/reset": "std_srvs/srv/Trigger",

@@ -27,9 +27,11 @@ from sensor_msgs.msg import JointState
 from mile_ros.graph.topics import topic_info
 
 __all__ = [
+    "AUTOSTART",
     "SCHEDULING_PARAMETERS",
     "Param",
     "StopSignal",
+    "autostart",
     "call_service",
     "catch_stop_signals",
     "declare_parameters",
@@ -161,6 +163,20 @@ def declare_parameters(
 
         node.add_post_set_parameters_callback(applied)
     return out
+
+
+AUTOSTART = Param(
+    "autostart",
+    True,
+    "configure and activate at start-up (false: wait for the lifecycle transitions, as from a lifecycle manager)",
+)
+
+
+def autostart(node: Any, enabled: bool) -> None:
+    """Configure and activate a lifecycle node at the end of its start-up, when ``enabled``."""
+    if enabled:
+        node.trigger_configure()
+        node.trigger_activate()
 
 
 SCHEDULING_PARAMETERS = (

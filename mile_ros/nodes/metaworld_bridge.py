@@ -3,6 +3,10 @@
 Real time: a timer steps the task at ``control_rate_hz`` with the latest executed command (zero
 motion when none arrived within ``command_timeout_s``). Lockstep: the task steps as soon as the
 command answering the current observation arrives, and ``/clock`` carries simulated time.
+
+A lifecycle node (``rclpy.lifecycle``): active, it runs episodes (``episode/reset`` starts one);
+deactivated, the running episode pauses until it is activated again. ``autostart`` configures and
+activates it at start-up.
 """
 
 from __future__ import annotations
@@ -12,16 +16,18 @@ import sys
 
 import numpy as np
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
-from std_srvs.srv import SetBool, Trigger
+from std_srvs.srv import Trigger
 
 from mile_ros.graph.sim_bridge import BridgeCore, StepOutput
 from mile_ros.graph.topics import ACTION_NAMES
 from mile_ros.nodes.common import (
+    AUTOSTART,
     Param,
+    autostart,
     declare_parameters,
     monotonic,
     publisher,
@@ -70,10 +76,14 @@ PARAMETERS = (
         (0.05, 10.0),
         live=True,
     ),
+    AUTOSTART,
 )
 
 
-class MetaworldBridge(Node):
+class MetaworldBridge(LifecycleNode):
+    """A lifecycle node: active, it runs episodes; deactivated, the running one pauses (no steps) until
+    activated again. ``autostart`` (default) configures and activates it at start-up."""
+
     def __init__(self) -> None:
         super().__init__("metaworld_bridge")
         # Live: seed (read at each reset), command_timeout_s and resend_s (applied when set); the rest
@@ -104,10 +114,23 @@ class MetaworldBridge(Node):
         self.pub_clock = publisher(self, "/clock") if self.lockstep else None
         subscription(self, "mile/executed_action", self.on_command)
         self.create_service(Trigger, "episode/reset", self.on_reset)
-        self.create_service(SetBool, "episode/set_running", self.on_set_running)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         period = 1.0 / p["control_rate_hz"]
         self.create_timer(period if not self.lockstep else min(period, 0.05), self.on_timer, clock=steady)
+        self.active = False
+        autostart(self, bool(p["autostart"]))
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Run episodes: a paused one resumes (an ended one stays ended until episode/reset)."""
+        self.core.resume()
+        self.active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Pause: no steps until activated again."""
+        self.core.pause()
+        self.active = False
+        return super().on_deactivate(state)
 
     def apply(self, values: dict) -> None:
         """Live parameters set at run time."""
@@ -168,19 +191,13 @@ class MetaworldBridge(Node):
         self.publish(self.core.step(action))
 
     def on_reset(self, request, response):
+        if not self.active:
+            response.success, response.message = False, "inactive: activate the bridge first"
+            return response
         seed = int(self.get_parameter("seed").value)
         out = self.core.reset(seed)
         self.publish(out)
         response.success, response.message = True, f"episode started (seed {seed}, stamp {out.stamp_ns})"
-        return response
-
-    def on_set_running(self, request, response):
-        if not request.data:
-            self.core.pause()
-        elif not self.core.resume():
-            response.success, response.message = False, "no episode to resume; call /episode/reset"
-            return response
-        response.success, response.message = True, "running" if self.core.running else "paused"
         return response
 
     def close(self) -> None:

@@ -28,7 +28,6 @@ from std_srvs.srv import SetBool, Trigger
 
 from mile_ros.graph.session import SessionConfig
 from mile_ros.graph.session_runner import (
-    LIFECYCLE_NODES,
     SETBOOL_SERVICES,
     TRIGGER_SERVICES,
     RunnerOptions,
@@ -101,8 +100,9 @@ class SessionManager(Node):
         self.srv_clients |= {name: self.create_client(SetBool, name) for name in SETBOOL_SERVICES}
         self.params_of = {n: AsyncParameterClient(self, n) for n in self.runner.param_nodes}
         # Relative (recorder_node/change_state): the nodes of this session's namespace.
-        self.change_state = {n: self.create_client(ChangeState, f"{n}/change_state") for n in LIFECYCLE_NODES}
-        self.get_state = {n: self.create_client(GetState, f"{n}/get_state") for n in LIFECYCLE_NODES}
+        nodes = self.runner.lifecycle_nodes
+        self.change_state = {n: self.create_client(ChangeState, f"{n}/change_state") for n in nodes}
+        self.get_state = {n: self.create_client(GetState, f"{n}/get_state") for n in nodes}
 
     # ---- callbacks (executor thread) ---------------------------------------------------------
 

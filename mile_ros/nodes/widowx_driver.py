@@ -4,7 +4,7 @@ Logic: :mod:`mile_ros.robot.arm`, :mod:`mile_ros.robot.safety`, :mod:`mile_ros.r
 Subscribes ``/mile/executed_action`` (``[dx, dy, dz, gripper]`` in [-1, 1], times ``max_step_m`` metres;
 ``frame_id`` ``hold`` stops the arm); publishes ``/robot/state`` (joint positions), ``/robot/ee_pose``
 and ``/robot/safety`` at ``state_rate_hz``. Services: ``/episode/reset`` (home, then accept commands, as the
-bridge's episode start), ``/episode/set_running``, ``/robot/home``, ``/robot/estop`` (latches),
+bridge's episode start), ``/robot/home``, ``/robot/estop`` (latches),
 ``/robot/clear_estop``, ``/robot/torque``.
 
 A real arm has no success detector: the operator ends episodes with the pad's success / failure /
@@ -18,6 +18,10 @@ the pad is missing homes the arm and waits, holding, until the pad is back.
 
 The episode's phases and ends are :class:`mile_ros.graph.episode.Episode`, the simulator bridge's machine;
 an episode runs from start-up, so the arm takes commands before the first reset.
+
+A lifecycle node (``rclpy.lifecycle``), as the bridge: deactivated, the arm holds and ignores commands
+until activated again (an ended episode stays ended until ``/episode/reset``); ``episode/reset`` is
+refused while inactive. ``autostart`` configures and activates it at start-up.
 """
 
 from __future__ import annotations
@@ -28,14 +32,14 @@ import sys
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
 from mile_ros.graph.episode import OPERATOR_REASONS, SUCCESS, WAITING, Episode, EpisodeEnd
 from mile_ros.graph.joy_mapping import JoyMappingError, load_joy_mapping
 from mile_ros.graph.topics import SOURCE_HOLD
-from mile_ros.nodes.common import Param, declare_parameters, publisher, subscription, vector_msg
+from mile_ros.nodes.common import AUTOSTART, Param, autostart, declare_parameters, publisher, subscription, vector_msg
 from mile_ros.robot.arm import SafeArm
 from mile_ros.robot.backends import make_backend
 from mile_ros.robot.safety import SafetyConfig, SafetyLayer
@@ -73,10 +77,11 @@ PARAMETERS = (
     ),
     Param("hold_without_pad", True, "end the episode (pad_lost) and hold while ps3_teleop reports no pad"),
     Param("max_episode_steps", 0, "end an episode after this many commands; 0: no limit", (0, 1000000)),
+    AUTOSTART,
 )
 
 
-class WidowXDriver(Node):
+class WidowXDriver(LifecycleNode):
     def __init__(self, **node_options) -> None:
         super().__init__("widowx_driver", **node_options)
         p = declare_parameters(self, PARAMETERS, strict=True)  # all but seed set up the arm: read-only
@@ -122,13 +127,29 @@ class WidowXDriver(Node):
         if p["hold_without_pad"]:  # the pad is unknown until ps3_teleop reports (the joy node never does)
             subscription(self, "teleop/status", self.on_pad_status)
         self.create_service(Trigger, "episode/reset", self.on_reset)
-        self.create_service(SetBool, "episode/set_running", self.on_set_running)
         self.create_service(Trigger, "robot/home", self.on_home)
         self.create_service(Trigger, "robot/estop", self.on_estop)
         self.create_service(Trigger, "robot/clear_estop", self.on_clear_estop)
         self.create_service(SetBool, "robot/torque", self.on_torque)
         self.create_timer(1.0 / p["state_rate_hz"], self.on_timer)
         self.get_logger().info(f"widowx_driver up with backend '{p['backend']}'")
+        self.active = False
+        autostart(self, bool(p["autostart"]))
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Accept commands again: a paused episode resumes (an ended one stays ended until a reset)."""
+        self.episode.resume()
+        self.active = True
+        if not self.episode.running:
+            self.arm.hold()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """The arm holds and ignores commands until activated again."""
+        self.episode.pause()
+        self.active = False
+        self.arm.hold()
+        return super().on_deactivate(state)
 
     def on_command(self, msg) -> None:
         source = f"mile/executed_action ({msg.header.frame_id or 'unlabelled'})"
@@ -206,6 +227,9 @@ class WidowXDriver(Node):
         self.pub_success.publish(Bool(data=self.episode.success))
 
     def on_reset(self, request, response):
+        if not self.active:
+            response.success, response.message = False, "inactive: activate the driver first"
+            return response
         response = self.on_home(request, response)
         if response.success:
             if self.episode.start() == WAITING:
@@ -213,20 +237,6 @@ class WidowXDriver(Node):
                 self.get_logger().error("episode reset without a gamepad: holding until it is connected")
             else:
                 response.message = "episode started at the home pose"
-        return response
-
-    def on_set_running(self, request, response):
-        if not request.data:
-            self.episode.pause()
-        elif not self.episode.resume():  # ended: the arm holds until the next /episode/reset
-            response.success, response.message = False, "no episode to resume; call /episode/reset"
-            return response
-        if not self.episode.running:
-            self.arm.hold()
-        response.success = True
-        response.message = {"running": "running", "waiting": "waiting for the gamepad: the arm holds"}.get(
-            self.episode.phase, "paused: the arm holds"
-        )
         return response
 
     def on_home(self, request, response):
