@@ -162,3 +162,36 @@ def test_policy_node_realtime_priority_reaches_every_thread_or_warns(tmp_path):
     finally:
         probe.close()
         node.stop()
+
+
+def test_a_deactivated_policy_proposes_nothing_until_activated(tmp_path):
+    """policy_node is a lifecycle node: deactivated, an observation gets no proposal; activated again,
+    it answers from a fresh frame history (the first answer is the one of a first frame)."""
+    a = make_ckpt(tmp_path / "a.pt", 0, mental=False)
+    domain = unique_domain_id()
+    probe = Probe(domain)
+    node = NodeProcess("policy_node", domain, {"checkpoint": str(a)}, tmp_path)
+    try:
+        probe.listen("/mile/proposed_action")
+        probe.wait_matched("/robot/state", timeout=120)
+        frames = np.random.default_rng(1).normal(size=(3, OBS))
+
+        def send(i: int) -> None:
+            probe.publish(
+                "/robot/state", vector_msg((i + 1) * 50_000_000, [f"obs_{k:02d}" for k in range(OBS)], frames[i])
+            )
+
+        assert probe.lifecycle_state("policy_node") == "active"  # autostart
+        send(0)
+        probe.wait_count("/mile/proposed_action", 1)
+        assert probe.transition("policy_node", "deactivate")
+        send(1)
+        time.sleep(1.0)
+        assert len(probe.messages("/mile/proposed_action")) == 1, "an inactive policy proposed"
+        assert probe.transition("policy_node", "activate")
+        send(2)
+        second = probe.wait_count("/mile/proposed_action", 2)[1]
+        np.testing.assert_allclose(second.position, expected_actions(a, [frames[2]])[0], atol=1e-5)
+    finally:
+        node.stop()
+        probe.close()

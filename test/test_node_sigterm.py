@@ -93,7 +93,8 @@ def test_recorder_exits_on_sigterm_mid_episode_with_its_bag_closed(tmp_path):
 
 class StandIns:
     """The nodes the session manager drives, other than the recorder, in the probe's process: the
-    bridge's ``seed`` parameter and services, the policy's and arbitration's resets, and the policy's
+    bridge's ``seed`` parameter and services, the bridge and policy as active lifecycle nodes, the
+    policy's and arbitration's resets, and the policy's
     answer on /mile/active_checkpoint. They only answer; the episode never ends by itself."""
 
     def __init__(self, probe: Probe) -> None:
@@ -103,6 +104,9 @@ class StandIns:
         self.bridge.trigger_configure()
         self.bridge.trigger_activate()
         self.bridge.declare_parameter("seed", 0)
+        self.policy = LifecycleNode("policy_node", context=probe.context)
+        self.policy.trigger_configure()
+        self.policy.trigger_activate()
         self.calls: list[str] = []
         for name, kind in (
             ("/episode/reset", Trigger),
@@ -111,6 +115,7 @@ class StandIns:
         ):
             self.bridge.create_service(kind, name, lambda req, res, n=name: self.answer(n, res))
         probe.executor.add_node(self.bridge)
+        probe.executor.add_node(self.policy)
         self.probe = probe
         probe.node.create_subscription(String, "/mile/checkpoint", self.on_checkpoint, _latched())
         self.active = probe.node.create_publisher(String, "/mile/active_checkpoint", _latched())
@@ -124,8 +129,9 @@ class StandIns:
         self.active.publish(String(data=msg.data))  # the policy node "switched"
 
     def close(self) -> None:
-        self.probe.executor.remove_node(self.bridge)
-        self.bridge.destroy_node()
+        for node in (self.bridge, self.policy):
+            self.probe.executor.remove_node(node)
+            node.destroy_node()
 
 
 def _latched():

@@ -121,6 +121,7 @@ NODE_POLICIES: dict[str, Policy] = {
         ),
         subscribe=("/robot/state", "/camera/embedding", "/robot/ee_pose", "/mile/checkpoint"),
         serves=("/policy/reset",),
+        lifecycle=True,
     ),
     "arbitration_node": Policy(
         publish=("/mile/executed_action", "/mile/human_action", "/mile/intervention", "/mile/help_request"),
@@ -147,6 +148,8 @@ NODE_POLICIES: dict[str, Policy] = {
             "/metaworld_bridge/get_state",
             "/widowx_driver/change_state",
             "/widowx_driver/get_state",
+            "/policy_node/change_state",
+            "/policy_node/get_state",
             "/policy/reset",
             "/arbitration/reset",
             "/simulated_human/reset",

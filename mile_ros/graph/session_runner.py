@@ -20,6 +20,7 @@ from mile_ros.graph.bag_episode import INTERRUPTED, BagError, episode_meta, mark
 from mile_ros.graph.session import SessionConfig, SessionState, Task, next_task, write_metrics
 
 __all__ = [
+    "POLICY",
     "RECORDER",
     "SETBOOL_SERVICES",
     "TRIGGER_SERVICES",
@@ -42,6 +43,7 @@ TRIGGER_SERVICES = (
 # configure (names the bag) -> activate (records) -> deactivate (closes it) -> cleanup; and the node that
 # runs the episodes (RunnerOptions.bridge_node), active while episodes run, deactivated to pause one.
 RECORDER = "recorder_node"
+POLICY = "policy_node"  # active while the session runs (deactivated: it proposes nothing)
 SETBOOL_SERVICES = ("simulated_human/enable",)
 
 
@@ -145,7 +147,7 @@ class SessionRunner:
     @property
     def lifecycle_nodes(self) -> tuple[str, ...]:
         """The lifecycle nodes whose transitions the session drives."""
-        return (RECORDER, self.options.bridge_node)
+        return (RECORDER, self.options.bridge_node, POLICY)
 
     @property
     def param_nodes(self) -> tuple[str, ...]:
@@ -238,14 +240,14 @@ class SessionRunner:
         if state in ("active", "inactive"):
             self.transition(RECORDER, "cleanup")
 
-    def activate_bridge(self) -> None:
-        """The node that runs the episodes active (one paused by a timeout, or started without autostart)."""
-        bridge = self.options.bridge_node
-        state = self.graph.lifecycle_state(bridge, self.options.service_timeout_s)
+    def activate(self, node: str) -> None:
+        """A lifecycle node active: the bridge paused by an episode timeout, a node started without
+        autostart."""
+        state = self.graph.lifecycle_state(node, self.options.service_timeout_s)
         if state == "unconfigured":
-            self.transition(bridge, "configure")
+            self.transition(node, "configure")
         if state != "active":
-            self.transition(bridge, "activate")
+            self.transition(node, "activate")
 
     def configure_recorder(self, bag: Path, info: dict[str, Any]) -> None:
         """Name the episode's bag: the recorder reads ``bag_path`` at configure and refuses to change
@@ -269,7 +271,8 @@ class SessionRunner:
         self.call("policy/reset")
         self.call("arbitration/reset")
         self.configure_recorder(bag, self.episode_info(task))
-        self.activate_bridge()
+        self.activate(self.options.bridge_node)
+        self.activate(POLICY)
         self.graph.expect_episode_end()  # before the start: an end that comes at once is not missed
         self.transition(RECORDER, "activate")
         started = self.clock()

@@ -5,6 +5,11 @@ with the end-effector position nearest to its stamp, real robot; :mod:`mile_ros.
 embedding without a near pose, or stale against the newest pose, builds no observation and is logged,
 and a missing embedding stream is reported while poses keep coming). The last 3 observations are
 stacked by the policy. Every output carries the observation's stamp.
+
+A lifecycle node (``rclpy.lifecycle``): active, it answers observations; deactivated, it proposes
+nothing (arbitration's watchdog then holds the robot) until activated again, with a fresh frame
+history. ``autostart`` configures and activates it at start-up. ``policy/reset`` (a new episode: forget
+the frame history) stays a service: an episode's start is no change of the node's state.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -20,8 +25,10 @@ from mile_ros.graph.obs_join import PoseJoiner
 from mile_ros.graph.policy_swap import SwappablePolicy
 from mile_ros.graph.topics import ACTION_NAMES
 from mile_ros.nodes.common import (
+    AUTOSTART,
     SCHEDULING_PARAMETERS,
     Param,
+    autostart,
     declare_parameters,
     monotonic,
     publisher,
@@ -52,10 +59,11 @@ PARAMETERS = (
         (0.01, 60.0),
     ),
     *SCHEDULING_PARAMETERS,
+    AUTOSTART,
 )
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("policy_node")
         p = declare_parameters(self, PARAMETERS, strict=True)  # read at start: read-only
@@ -95,6 +103,23 @@ class PolicyNode(Node):
         # while it publishes; a real-time priority below arbitration's takes it away.
         set_scheduling(self, int(p["nice"]), int(p["realtime_priority"]))
         self.pub_active.publish(String(data=self.policy.path))
+        self.active = False
+        autostart(self, bool(p["autostart"]))
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Answer observations again, from a fresh frame history."""
+        self.forget()
+        self.active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Propose nothing until activated again."""
+        self.active = False
+        return super().on_deactivate(state)
+
+    def forget(self) -> None:
+        self.policy.reset()
+        self.last_stamp, self.cache = None, ()
 
     def on_state(self, msg) -> None:
         self.step(stamp_ns(msg), np.asarray(msg.position, dtype=np.float64))
@@ -128,6 +153,8 @@ class PolicyNode(Node):
             self.get_logger().error(f"{what}: no proposals (is r3m_encoder running?)", throttle_duration_sec=5.0)
 
     def step(self, stamp: int, frame: np.ndarray) -> None:
+        if not self.active:
+            return
         if stamp == self.last_stamp:  # lockstep resend of the same observation: same answer
             for pub, msg in zip((self.pub_obs, self.pub_prop, self.pub_prob), self.cache):
                 if msg is not None:
@@ -162,8 +189,7 @@ class PolicyNode(Node):
         self.pub_active.publish(String(data=path))
 
     def on_reset(self, request, response):
-        self.policy.reset()
-        self.last_stamp, self.cache = None, ()
+        self.forget()
         response.success, response.message = True, f"policy reset ({self.policy.path})"
         return response
 
