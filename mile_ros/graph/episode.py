@@ -6,7 +6,7 @@ each hold one :class:`Episode` and only translate: services and topics in, the r
 
 - ``idle``: no episode yet (the simulator before its first reset);
 - ``running``: commands are executed and counted as steps;
-- ``paused``: stopped from outside (``/episode/set_running`` false): no steps until resumed;
+- ``paused``: stopped from outside (the node deactivated, a lifecycle transition): no steps until resumed;
 - ``waiting``: started while the operator's gamepad is missing; it runs when the pad is back;
 - ``ended``: an end was decided; nothing runs until the next :meth:`Episode.start`.
 
