@@ -259,3 +259,22 @@ def test_method_trains_from_an_initial_policy_and_its_checkpoint_keeps_the_tempo
     assert ckpt2.meta["temporal"]["max_wait"] == 2
     with pytest.raises(ValueError, match="no temporal"):
         TemporalModel.from_checkpoint(init)
+
+
+@pytest.mark.parametrize("fit", [fit_mile, fit_temporal])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"std_step": "scalars"}, "std_step must be network or scalar"),
+        ({"policy_std": "per-state"}, "policy_std must be one of"),
+        ({"freeze_mental": True}, "freeze_mental keeps the initial checkpoint's mental model"),
+    ],
+)
+def test_mile_and_the_temporal_fit_refuse_the_same_bad_settings(fit, setting, message):
+    """One set-up (``prepare_fit``) for both: a setting either refuses, the other refuses too."""
+    record = _draw_record(np.random.default_rng(3), episodes=2, length=20)
+    config = (TemporalConfig if fit is fit_temporal else MileConfig)(hidden=(8,), epochs=1, **setting)
+    with pytest.raises(ValueError, match=message):
+        fit(record, config)
+    with pytest.raises(ValueError, match="empty"):
+        fit(record.select(np.zeros(len(record), bool)), config)

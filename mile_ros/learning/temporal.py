@@ -37,9 +37,9 @@ from .dataset import InterventionDataset
 from .intervention import DiscreteIntervention, gaussian_spread, log_ndtr
 from .loop import LoopResult, train_loop
 from .model import MileModel
-from .networks import STD_MODES, diag_gaussian_log_prob
+from .networks import diag_gaussian_log_prob
 from .prior import PriorTerm
-from .trainer import MileConfig, build_model, calibrate_cost, record_tensors
+from .trainer import MileConfig, calibrate_cost, prepare_fit, record_tensors
 
 __all__ = [
     "StepTerms",
@@ -406,24 +406,11 @@ def fit_temporal(
     weights by rollouts, as for MILE (simulation benchmarks only).
     """
     config = config or TemporalConfig()
-    if len(dataset) == 0:
-        raise ValueError("the dataset is empty: record at least one episode before training")
-    if config.freeze_mental and init is None:
-        raise ValueError("freeze_mental keeps the initial checkpoint's mental model: give an initial checkpoint")
-    if config.policy_std not in STD_MODES:
-        raise ValueError(f"policy_std must be one of {STD_MODES}, got {config.policy_std!r}")
     if config.window < 0:
         raise ValueError(f"window must be 0 (whole episodes) or a number of steps, got {config.window}")
-    spec = dataset.spec
-    train, val = dataset.split_by_episode(config.val_fraction, config.seed)
-    obs, flag, human, robot = record_tensors(train, config.padding)
-    mile = build_model(spec, config, init, obs)
-    mile.mental.requires_grad_(not config.freeze_mental)
-    lambda_mental = 0.0 if config.freeze_mental else config.lambda_mental
-    if init is None or config.refit_normalizer:
-        mile.policy.normalizer.fit(obs)
-        if not config.freeze_mental:
-            mile.mental.normalizer.fit(obs)
+    start = prepare_fit(dataset, config, init)
+    train, val, mile, lambda_mental = start.train, start.val, start.model, start.lambda_mental
+    obs, flag, human, robot = start.obs, start.flag, start.human, start.robot
     torch.manual_seed(config.seed)
     model = TemporalModel(mile, config.max_wait, config.max_hold, config.hazard_hidden)
     with torch.no_grad():

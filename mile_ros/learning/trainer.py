@@ -19,7 +19,7 @@ from .networks import STD_MODES, build_policy, load_policy_weights
 from .prior import PriorTerm, joint_rows
 from .spec import Spec
 
-__all__ = ["MileConfig", "MileResult", "build_model", "calibrate_cost", "fit_mile"]
+__all__ = ["FitStart", "MileConfig", "MileResult", "build_model", "calibrate_cost", "fit_mile", "prepare_fit"]
 
 
 @dataclass
@@ -166,6 +166,52 @@ def record_tensors(ds: InterventionDataset, padding: str) -> tuple[Tensor, Tenso
     return obs, flag, human, robot
 
 
+@dataclass
+class FitStart:
+    """What a MILE-family fit starts from (:func:`prepare_fit`): the record split by episode, its
+    training part as tensors, and the model ready to train."""
+
+    spec: Spec
+    train: InterventionDataset
+    val: InterventionDataset
+    obs: Tensor
+    flag: Tensor
+    human: Tensor
+    robot: Tensor
+    model: MileModel
+    lambda_mental: float  # the anchor's weight: 0 while the mental model is frozen
+
+
+def prepare_fit(
+    dataset: InterventionDataset,
+    config: MileConfig,
+    init: MileCheckpoint | None = None,
+    model: MileModel | None = None,
+) -> FitStart:
+    """The set-up :func:`fit_mile` and the temporal fit share: check ``config``, split ``dataset``
+    by episode, build the model (or take ``model``) from ``init``, freeze the mental model if asked
+    and fit the normalisers on the training states (unless a checkpoint's are kept)."""
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty: record at least one episode before training")
+    if config.freeze_mental and init is None and model is None:
+        raise ValueError("freeze_mental keeps the initial checkpoint's mental model: give an initial checkpoint")
+    if config.policy_std not in STD_MODES:
+        raise ValueError(f"policy_std must be one of {STD_MODES}, got {config.policy_std!r}")
+    if config.std_step not in ("network", "scalar"):
+        raise ValueError(f"std_step must be network or scalar, got {config.std_step!r}")
+    spec = dataset.spec
+    train, val = dataset.split_by_episode(config.val_fraction, config.seed)
+    obs, flag, human, robot = record_tensors(train, config.padding)
+    model = model or build_model(spec, config, init, obs)
+    model.mental.requires_grad_(not config.freeze_mental)
+    if init is None or config.refit_normalizer:
+        model.policy.normalizer.fit(obs)
+        if not config.freeze_mental:
+            model.mental.normalizer.fit(obs)
+    lambda_mental = 0.0 if config.freeze_mental else config.lambda_mental
+    return FitStart(spec, train, val, obs, flag, human, robot, model, lambda_mental)
+
+
 def fit_mile(
     dataset: InterventionDataset,
     config: MileConfig | None = None,
@@ -183,24 +229,9 @@ def fit_mile(
     weights by rollouts (see :func:`train_loop`).
     """
     config = config or MileConfig()
-    if len(dataset) == 0:
-        raise ValueError("the dataset is empty: record at least one episode before training")
-    spec = dataset.spec
-    train, val = dataset.split_by_episode(config.val_fraction, config.seed)
-    if config.freeze_mental and init is None and model is None:
-        raise ValueError("freeze_mental keeps the initial checkpoint's mental model: give an initial checkpoint")
-    if config.policy_std not in STD_MODES:
-        raise ValueError(f"policy_std must be one of {STD_MODES}, got {config.policy_std!r}")
-    if config.std_step not in ("network", "scalar"):
-        raise ValueError(f"std_step must be network or scalar, got {config.std_step!r}")
-    obs, flag, human, robot = record_tensors(train, config.padding)
-    model = model or build_model(spec, config, init, obs)
-    model.mental.requires_grad_(not config.freeze_mental)
-    lambda_mental = 0.0 if config.freeze_mental else config.lambda_mental
-    if init is None or config.refit_normalizer:
-        model.policy.normalizer.fit(obs)
-        if not config.freeze_mental:
-            model.mental.normalizer.fit(obs)
+    start = prepare_fit(dataset, config, init, model)
+    spec, train, val, model, lambda_mental = start.spec, start.train, start.val, start.model, start.lambda_mental
+    obs, flag, human, robot = start.obs, start.flag, start.human, start.robot
 
     if config.cost_from_rate:
         rate = float(flag.float().mean())
