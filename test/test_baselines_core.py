@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from mile_ros.baselines import METHODS, config_type, merge_demos, method_config, parse_options, train
+from mile_ros.baselines import (
+    METHODS,
+    check_selection,
+    config_type,
+    gets_demos,
+    merge_demos,
+    method_config,
+    parse_options,
+    resolve_config,
+    train,
+)
 from mile_ros.baselines.bc_intervention import intervention_probability
 from mile_ros.baselines.iwr import count_balanced_weights
 from mile_ros.baselines.rlif import intervention_transitions
@@ -119,6 +129,32 @@ def test_each_method_registers_one_config_whose_defaults_are_the_projects_choice
     assert not (paper.cost_from_rate or paper.learn_cost or paper.learn_sigma)
     assert method_config("mile", variant="paper") == paper
     assert parse_options("paper,lr=1e-4,learn_cost=true") == {"variant": "paper", "lr": 1e-4, "learn_cost": True}
+
+
+def test_resolve_config_layers_preset_options_and_settings_over_method_config():
+    """One resolution for every caller: the experiment preset's values under the options text, the
+    caller's own settings on top, and a setting the method does not have refused by name."""
+    task = "peg-insert-side-v3"
+    got = resolve_config("mile", "paper,lr=1e-3,epochs=5", task, False, {"lr": 1.0, "sigma": 3.0}, {"epochs": 7})
+    assert got == method_config("mile", task, False, "paper", lr=1e-3, sigma=3.0, epochs=7)
+    assert resolve_config("iwr", {"epochs": 2}, task) == method_config("iwr", task, epochs=2)
+    assert resolve_config("rlif") == method_config("rlif")
+    with pytest.raises(ValueError, match="cost: not a setting of iwr"):
+        resolve_config("iwr", settings={"cost": 1.0})
+    with pytest.raises(ValueError, match="unknown setting"):
+        resolve_config("iwr", "epochz=3")
+    with pytest.raises(ValueError, match="unknown method"):
+        resolve_config("dagger")
+
+
+def test_what_the_benchmark_gives_each_method_is_the_methods_own_declaration():
+    assert {m for m in METHODS if not gets_demos(m)} == {"mile", "mile_temporal"}  # the ablation runs MILE without
+    for method in METHODS:
+        if method == "rlif":
+            with pytest.raises(ValueError, match="RLIF trains by updates"):
+                check_selection(method)
+        else:
+            check_selection(method)
 
 
 def test_per_task_settings_come_from_the_task_presets():

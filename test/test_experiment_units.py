@@ -74,8 +74,31 @@ def test_a_cell_trains_a_methods_variant_with_the_tasks_values():
     assert config["epochs"] == 2 and config["seed"] == 1002 and trained.meta["epochs_run"] == 2
 
 
+def test_a_cell_gives_demonstrations_only_to_a_method_that_gets_them():
+    """The demonstration rule is the method's own (``GETS_DEMOS``), the same for the plan and the
+    cell: the rows each method trained on tell whether the demonstrations reached it."""
+    from mile_ros import baselines
+    from mile_ros.experiments.cells import Cell, train_for_cell
+    from mile_ros.learning import MileCheckpoint, Spec, build_policy
+    from mile_ros.learning.synthetic import make_ground_truth, sample_record
+
+    spec = Spec(8, 4, frame_stack=0)
+    truth = make_ground_truth(spec, seed=0)
+    data = sample_record(truth, episodes=2, steps=20, seed=1)
+    demos = sample_record(truth, episodes=1, steps=10, seed=2)
+    init = MileCheckpoint(spec, build_policy(spec.stacked_dim, 4, False, (8,)))
+    rows = {}
+    for method in ("mile@epochs=1", "mile_temporal@epochs=1,window=8", "iwr@epochs=1"):
+        cell = Cell("demos", "drawer-open-v3", method, seed=1, iterations=3, episodes=1, demos=1)
+        trained = train_for_cell(method, data, init, cell, get_preset("quick"), 1, demos)
+        name = method.split("@")[0]
+        rows[name] = trained.meta.get("train_rows", trained.meta.get("bc_rows"))
+        assert rows[name] == len(data) + (len(demos) if baselines.gets_demos(name) else 0), method
+    assert rows == {"mile": 40, "mile_temporal": 40, "iwr": 50}
+
+
 def test_plans_give_demos_to_the_baselines_only_and_single_is_one_iteration():
-    plan = BenchmarkPlan("demos", ["drawer-open-v3"], ["mile", "iwr"], [0, 1], 3, 1, demos=(0, 5))
+    plan = BenchmarkPlan("demos", ["drawer-open-v3"], ["mile", "iwr", "mile_temporal@window=8"], [0, 1], 3, 1, (0, 5))
     cells = plan_cells(plan)
     assert sorted((c.method, c.seed, c.demos) for c in cells) == [
         ("iwr", 0, 0),
@@ -84,6 +107,8 @@ def test_plans_give_demos_to_the_baselines_only_and_single_is_one_iteration():
         ("iwr", 1, 5),
         ("mile", 0, 0),
         ("mile", 1, 0),
+        ("mile_temporal@window=8", 0, 0),
+        ("mile_temporal@window=8", 1, 0),
     ]
     single = plan_cells(BenchmarkPlan("single", ["a"], ["mile"], [0], 20, 5))
     assert single[0].iterations == 1

@@ -1,6 +1,7 @@
 """MILE and the baselines it is compared with, all behind one interface.
 
     config = method_config(method, task=None, iterative=True, **overrides)
+    config = resolve_config(method, options="", task=None, iterative=True, base=None, settings=None)
     checkpoint = train(method, dataset, init, config=None, demos=None, prior=None,
                        selection=None, should_stop=None)
 
@@ -8,21 +9,24 @@ One module per method, readable top to bottom: ``mile``, ``bc_intervention``, ``
 ``sirius``, ``rlif``, and ``mile_temporal`` (MILE with the temporal intervention model). Each
 registers one config dataclass (``CONFIG``) whose defaults are the project's chosen settings;
 per-task values live in the task presets (``sim/<task>.yaml``, section ``training``), so
-:func:`method_config` is the only way a setting gets chosen. :func:`train` is the one function that
-trains any method: the benchmark, ``mile-ros replay``, ``mile-ros train`` and the trainer node all
-call it.
+:func:`method_config` is the only way a setting gets chosen (:func:`resolve_config` is it for a
+method named with an options text: the benchmark's cells, the trainer node, ``mile-ros train``).
+Each module also declares how the benchmark treats it: ``GETS_DEMOS`` (demonstrations in the
+demonstration ablation), ``TAKES_PRIOR`` and ``EPOCH_SELECTION`` (rollout selection applies).
+:func:`train` is the one function that trains any method: the benchmark, ``mile-ros replay``,
+``mile-ros train`` and the trainer node all call it.
 
 ``init`` is the common initial policy: every method fine-tunes a clone of it. ``demos`` adds expert
 demonstrations as intervened steps (the offline-demonstration ablation); ``prior`` is what the
-initial policy was cloned from (D0), aggregated with the record by every method but RLIF (an RL
-learner that takes no prior: it ignores one). ``selection`` chooses the weights by rollouts
-(simulation benchmarks only); ``should_stop`` is checked between minibatches. The returned
+initial policy was cloned from (D0), aggregated with the record by every method that
+``TAKES_PRIOR`` (all but RLIF, an RL learner: it ignores one). ``selection`` chooses the weights by
+rollouts (simulation benchmarks only); ``should_stop`` is checked between minibatches. The returned
 checkpoint's policy is what gets evaluated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from types import ModuleType
 from typing import Any
@@ -46,10 +50,13 @@ __all__ = [
     "IWRConfig",
     "RLIFConfig",
     "SiriusConfig",
+    "check_selection",
     "config_type",
+    "gets_demos",
     "merge_demos",
     "method_config",
     "parse_options",
+    "resolve_config",
     "setting_names",
     "task_training",
     "train",
@@ -75,6 +82,19 @@ def _module(method: str) -> ModuleType:
 def config_type(method: str) -> type:
     """The config dataclass ``method`` registers."""
     return _module(method).CONFIG
+
+
+def gets_demos(method: str) -> bool:
+    """Whether the demonstration ablation gives ``method`` expert demonstrations (its ``GETS_DEMOS``)."""
+    return bool(_module(method).GETS_DEMOS)
+
+
+def check_selection(method: str) -> None:
+    """Refuse rollout selection for a method whose training has no epochs to pick among."""
+    if not _module(method).EPOCH_SELECTION:
+        raise ValueError(
+            f"rollout selection picks among epochs; {method.upper()} trains by updates: train it without selection"
+        )
 
 
 def setting_names(method: str) -> set[str]:
@@ -164,6 +184,29 @@ def method_config(
     return _checked(config, overrides, "overrides")
 
 
+def resolve_config(
+    method: str,
+    options: str | Mapping[str, Any] = "",
+    task: str | None = None,
+    iterative: bool = True,
+    base: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Any:
+    """:func:`method_config` for a method as its callers name it: ``options`` (``"paper,lr=1e-4"``,
+    or :func:`parse_options`' result) may name a variant; the overrides are, from the lowest, ``base``
+    (an experiment preset's values for the method), the options' settings, then ``settings`` (a
+    caller's own typed settings and the run's seed), which are refused by name where the method has
+    no such setting."""
+    names = setting_names(method)
+    options = dict(parse_options(options) if isinstance(options, str) else options)
+    variant = options.pop("variant", None)
+    settings = dict(settings or {})
+    if not settings.keys() <= names:
+        extra = sorted(settings.keys() - names)
+        raise ValueError(f"{', '.join(extra)}: not a setting of {method}; leave it unset for this method")
+    return method_config(method, task, iterative, variant, **{**(base or {}), **options, **settings})
+
+
 def train(
     method: str,
     dataset: InterventionDataset,
@@ -189,10 +232,10 @@ def train(
         mismatch = dataset.spec.describe_mismatch(prior.spec)
         if mismatch:
             raise ValueError(f"the prior does not fit the data: {mismatch}")
-    if method == "rlif" or not getattr(config, "lambda_prior", 0):
+    if not module.TAKES_PRIOR or not getattr(config, "lambda_prior", 0):
         prior = None
-    if selection is not None and method == "rlif":
-        raise ValueError("rollout selection picks among epochs; RLIF trains by updates: train it without selection")
+    if selection is not None:
+        check_selection(method)
     checkpoint = module.train(dataset, init, config, demos, prior, selection=selection, should_stop=should_stop)
     checkpoint.meta["prior_rows"] = 0 if prior is None else len(prior)
     checkpoint.meta.setdefault("method", method)

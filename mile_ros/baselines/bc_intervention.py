@@ -34,6 +34,10 @@ from .common import BaselineConfig, clone_policy, merge_demos
 __all__ = ["BCInterventionConfig", "intervention_probability", "train"]
 
 NAME = "bc_intervention"
+# How the benchmark treats it (mile_ros.baselines: gets_demos, train, check_selection).
+GETS_DEMOS = True  # expert demonstrations in the demonstration ablation
+TAKES_PRIOR = True  # trains on the prior (D0) when given one
+EPOCH_SELECTION = True  # rollout selection may pick among its epochs
 CLASSIFIER_KEY = "intervention_classifier"
 
 

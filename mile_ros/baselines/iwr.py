@@ -18,6 +18,10 @@ from mile_ros.learning import InterventionDataset, MileCheckpoint, RolloutSelect
 from .common import BaselineConfig, human_or_robot_actions, merge_prior, weight_prior, weighted_bc
 
 NAME = "iwr"
+# How the benchmark treats it (mile_ros.baselines: gets_demos, train, check_selection).
+GETS_DEMOS = True  # expert demonstrations in the demonstration ablation
+TAKES_PRIOR = True  # trains on the prior (D0) when given one
+EPOCH_SELECTION = True  # rollout selection may pick among its epochs
 
 __all__ = ["IWRConfig", "count_balanced_weights", "train"]
 

@@ -18,6 +18,10 @@ from .common import merge_demos, mile_start
 __all__ = ["MileConfig", "train"]
 
 NAME = "mile"
+# How the benchmark treats it (mile_ros.baselines: gets_demos, train, check_selection).
+GETS_DEMOS = False  # the demonstration ablation runs MILE once, without
+TAKES_PRIOR = True  # trains on the prior (D0) when given one
+EPOCH_SELECTION = True  # rollout selection may pick among its epochs
 CONFIG = MileConfig
 
 

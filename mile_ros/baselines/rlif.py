@@ -47,6 +47,10 @@ from .common import clone_policy
 __all__ = ["RLIFConfig", "Transitions", "intervention_transitions", "train"]
 
 NAME = "rlif"
+# How the benchmark treats it (mile_ros.baselines: gets_demos, train, check_selection).
+GETS_DEMOS = True  # expert demonstrations in the demonstration ablation
+TAKES_PRIOR = False  # an RL learner: it takes no prior (D0)
+EPOCH_SELECTION = False  # it trains by updates: rollout selection has no epochs to pick from
 
 
 @dataclass

@@ -42,7 +42,7 @@ from .presets import ExperimentPreset, parse_method
 from .report import metric_for
 from .tasks import HumanSetup, TaskSetup, build_human, expert_demos
 
-__all__ = ["Cell", "record_path", "run_cell", "train_for_cell"]
+__all__ = ["Cell", "cell_config", "record_path", "run_cell", "train_for_cell"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,15 @@ def _as_dataset(episodes: list[Episode], first_id: int) -> InterventionDataset:
     return InterventionDataset.concatenate([ep.to_dataset(first_id + i) for i, ep in enumerate(episodes)])
 
 
+def cell_config(method: str, task: str, iterations: int, preset, seed: int | None = None) -> Any:
+    """The settings ``method`` (``"name@options"``) trains with in a cell of ``iterations``
+    iterations on ``task``: ``baselines.resolve_config`` with the experiment preset's values under
+    the method's options, and ``seed`` (an update's) on top."""
+    name, options = parse_method(method)
+    settings = {} if seed is None else {"seed": seed}
+    return baselines.resolve_config(name, options, task, iterations > 1, preset.overrides(name), settings)
+
+
 def train_for_cell(
     method: str,
     data: InterventionDataset,
@@ -103,14 +112,12 @@ def train_for_cell(
     selection: RolloutSelection | None = None,
 ) -> MileCheckpoint:
     """Train ``method`` as ``cell`` does at iteration ``it``: its preset, variant, overrides and update
-    seed; ``selection`` chooses the weights by rollouts."""
-    name, extra = parse_method(method)
-    variant = extra.pop("variant", None)
-    overrides = {**preset.overrides(name), **extra, "seed": update_seed(cell.seed, it)}
-    config = baselines.method_config(name, cell.task, iterative=cell.iterations > 1, variant=variant, **overrides)
-    trained = baselines.train(
-        name, data, current, config, demos=demos if name != "mile" else None, prior=prior, selection=selection
-    )
+    seed (:func:`cell_config`); demonstrations only where the method gets them; ``selection`` chooses
+    the weights by rollouts."""
+    name = parse_method(method)[0]
+    config = cell_config(method, cell.task, cell.iterations, preset, update_seed(cell.seed, it))
+    demos = demos if baselines.gets_demos(name) else None
+    trained = baselines.train(name, data, current, config, demos=demos, prior=prior, selection=selection)
     bad = [k for k, v in trained.policy.state_dict().items() if not torch.isfinite(v).all()]
     if bad:
         raise TrainingDivergedError(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .backends import Pool, make_pool
-from .cells import Cell, run_cell
+from .cells import Cell, cell_config, run_cell
 from .presets import ExperimentPreset, get_preset, parse_method
 from .tasks import HumanSetup, TaskSetup, check_human_options, prepare_human, prepare_task
 
@@ -75,7 +75,7 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
         raise ValueError(f"unknown belief {plan.belief!r}; choose from {', '.join(BELIEFS)}")
     common |= {"refit_mental": plan.refit_mental, "train_from": plan.train_from, "belief": plan.belief}
     common |= _check_selection(plan)
-    _check_methods(plan)
+    _check_methods(plan, iterations)
     # The prediction experiment scores MILE's intervention model (its rivals are fit inside the cell),
     # so it runs the MILE variants among the methods and ignores the rest.
     predictors = [m for m in plan.methods if parse_method(m)[0] == "mile"]
@@ -90,23 +90,24 @@ def plan_cells(plan: BenchmarkPlan) -> list[Cell]:
                 continue
             for method in plan.methods:
                 # the ablation gives demonstrations to the baselines only; MILE runs once, without
-                counts = [0] if plan.experiment != "demos" or method.startswith("mile") else plan.demos
+                counts = plan.demos if plan.experiment == "demos" and _gets_demos(method) else [0]
                 cells += [Cell(plan.experiment, task, method, seed, demos=n, **common) for n in counts]
     return cells
 
 
-def _check_methods(plan: BenchmarkPlan) -> None:
-    """Resolve every method's settings on every task now, so that a typo in a method's options or a
-    task preset fails the plan, not every cell."""
+def _gets_demos(method: str) -> bool:
     from mile_ros import baselines
 
+    return baselines.gets_demos(parse_method(method)[0])
+
+
+def _check_methods(plan: BenchmarkPlan, iterations: int) -> None:
+    """Resolve every method's settings on every task now, as the cells will (:func:`cell_config`), so
+    that a typo in a method's options or a task preset fails the plan, not every cell."""
     preset = get_preset(plan.preset)
-    iterative = plan.experiment != "single" and plan.iterations > 1
-    for spec in plan.methods:
-        name, extra = parse_method(spec)
-        variant = extra.pop("variant", None)
+    for method in plan.methods:
         for task in plan.tasks:
-            baselines.method_config(name, task, iterative, variant, **{**preset.overrides(name), **extra})
+            cell_config(method, task, iterations, preset)
 
 
 def _check_selection(plan: BenchmarkPlan) -> dict[str, int]:
@@ -119,8 +120,10 @@ def _check_selection(plan: BenchmarkPlan) -> dict[str, int]:
     if plan.select_rollouts:
         if plan.experiment == "prediction":
             raise ValueError("the prediction experiment scores likelihoods: run it without rollout selection")
-        if any(parse_method(m)[0] == "rlif" for m in plan.methods):
-            raise ValueError("rollout selection picks among epochs; RLIF trains by updates: run it without selection")
+        from mile_ros import baselines
+
+        for method in plan.methods:
+            baselines.check_selection(parse_method(method)[0])
     return {"select_rollouts": plan.select_rollouts, "select_every": plan.select_every}
 
 

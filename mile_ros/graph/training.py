@@ -351,24 +351,17 @@ TRAINING_SETTINGS: dict[str, type] = {
 def trainer_config(params: Mapping[str, Any], update: int) -> Any:
     """The settings of update ``update`` from a trainer's parameters (the node's, by name).
 
-    ``method`` (default mile) names the method; its settings are ``baselines.method_config`` for
+    ``method`` (default mile) names the method; its settings are ``baselines.resolve_config`` for
     ``task`` (empty: no task preset), with ``options`` (``"variant,key=value,..."``) and then every
     :data:`TRAINING_SETTINGS` entry that is set (not None) on top. A setting the method does not have
     is refused by name. ``seed`` is the run's base seed: the update trains with
     ``update_seed(seed, update)``.
     """
     method = params.get("method") or "mile"
-    options = baselines.parse_options(params.get("options") or "")
-    variant = options.pop("variant", None)
     given = {k: params[k] for k in TRAINING_SETTINGS if params.get(k) is not None}
-    if not given.keys() <= baselines.setting_names(method):
-        extra = sorted(given.keys() - baselines.setting_names(method))
-        raise ValueError(f"{', '.join(extra)}: not a setting of {method}; leave it unset for this method")
-    return baselines.method_config(
-        method,
-        params.get("task") or None,
-        variant=variant,
-        **{**options, **given, "seed": update_seed(int(params.get("seed") or 0), update)},
+    seed = update_seed(int(params.get("seed") or 0), update)
+    return baselines.resolve_config(
+        method, params.get("options") or "", params.get("task") or None, settings={**given, "seed": seed}
     )
 
 
