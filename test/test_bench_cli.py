@@ -20,6 +20,7 @@ from mile_ros.cli.main import main
 # A figure line each benchmark prints (measured values, so only their form is checked).
 FIGURES = {
     "training": r"ratio MILE/BC per step: \d+\.\d\d\n2-epoch update on 500 steps: \d+\.\d s",
+    "lerobot": r"600 steps in 2 episodes: bags [\d.]+ MB(.|\n)*per 1,000 steps [\d.]+ MB and [\d.]+ s",
     "encoder": r"\[cpu\] latency per frame \(batch 1, 2 frames\): median [\d.]+ ms.*\n\[cpu\] throughput \(batch 2\)",
     "takeover": r"pad press -> human command out of arbitration.*\(2 presses\): median [\d.]+ ms",
     "graph": r"/camera/image_raw +published +\d+, recorded +\d+, lost \d+(.|\n)*messages lost in all: \d+",

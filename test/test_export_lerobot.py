@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -264,12 +265,18 @@ def test_a_dataset_lerobot_wrote_becomes_training_data(tmp_path, lerobot_python)
     assert result is not None
 
 
-def test_export_bench_prints_size_and_time_per_thousand_steps(tmp_path, capsys):
+def test_bench_lerobot_prints_the_exports_size_and_time_per_thousand_steps(tmp_path, capsys):
+    """The export's speed figures come from ``mile-ros bench lerobot`` (the one benchmark registry)."""
     started = time.monotonic()
-    assert main(["export", "--bench", "600"]) == 0
+    assert main(["bench", "lerobot", "--steps", "600"]) == 0
     out = capsys.readouterr().out
     assert "600 steps in 2 episodes" in out and "per 1,000 steps" in out
+    assert re.search(r"export / read = [\d.]+; dataset / bags size = [\d.]+", out), out
     assert time.monotonic() - started < 300
+    assert main(["bench", "lerobot", "--steps", "0"]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the flag left `mile-ros export`
+        main(["export", "--bench", "600"])
 
 
 @pytest.mark.slow

@@ -27,6 +27,11 @@ BENCHES: dict[str, Bench] = {
         "MILE update vs behaviour cloning, per step and per update",
         ("--rows", "500", "--epochs", "2", "--repeats", "3", "--cases", "continuous"),
     ),
+    "lerobot": Bench(
+        "mile_ros.benchmarks.lerobot",
+        "LeRobotDataset export: size and time per 1,000 steps, against reading the bags",
+        ("--steps", "600"),
+    ),
     "encoder": Bench(
         "mile_ros.benchmarks.encoder",
         "R3M encoder latency per frame and throughput (CPU, and GPU if any)",
