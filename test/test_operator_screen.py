@@ -83,7 +83,7 @@ def test_screen_in_tmux_follows_a_simulated_session(tmp_path):
     import torch
     from test_session_sim import mediocre_policy
 
-    from mile_ros.cli.sim import CONFIG
+    from mile_ros.cli.sim import default_config
     from mile_ros.learning import MileCheckpoint, build_policy, load_checkpoint
     from mile_ros.nodes.probe import Probe, unique_domain_id
 
@@ -95,7 +95,7 @@ def test_screen_in_tmux_follows_a_simulated_session(tmp_path):
     torch.manual_seed(0)
     mental = build_policy(policy.spec.stacked_dim, 4, False, (64, 64))
     MileCheckpoint(policy.spec, policy.policy, mental, cost=5.0, sigma=5.0).save(init)
-    config = yaml.safe_load(CONFIG.read_text())
+    config = yaml.safe_load(default_config().read_text())
     config["simulated_human"]["ros__parameters"]["target_intervention_rate"] = 0.9  # as test_session_sim
     (tmp_path / "sim.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"

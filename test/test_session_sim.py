@@ -17,7 +17,7 @@ import yaml
 pytest.importorskip("rclpy")
 pytest.importorskip("metaworld")
 
-from mile_ros.cli.sim import CONFIG
+from mile_ros.cli.sim import default_config
 from mile_ros.graph.bag_dataset import build_dataset, episode_steps, find_bags
 from mile_ros.graph.bag_episode import read_bag
 from mile_ros.learning import BCConfig, MileCheckpoint, fit_bc, load_checkpoint, stack_frames
@@ -66,7 +66,7 @@ def test_session_records_trains_reloads_and_keeps_every_step(tmp_path):
     mediocre_policy(init)
     # This human's P(I=1|s) is near 0 or 1 (cost calibrated on full-length rollouts), so in 80-step
     # episodes it takes over only with a high target rate; set through the real parameter file.
-    config = yaml.safe_load(CONFIG.read_text())
+    config = yaml.safe_load(default_config().read_text())
     config["simulated_human"]["ros__parameters"]["target_intervention_rate"] = 0.9
     (tmp_path / "sim.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"

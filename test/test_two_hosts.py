@@ -265,7 +265,7 @@ def test_one_iteration_with_the_trainer_on_another_host(tmp_path):
     pytest.importorskip("metaworld")
     from test_session_sim import mediocre_policy
 
-    from mile_ros.cli.sim import CONFIG, run_params
+    from mile_ros.cli.sim import default_config, run_params
     from mile_ros.graph.bag_dataset import find_bags
     from mile_ros.learning import load_checkpoint
     from mile_ros.nodes.probe import unique_domain_id
@@ -275,7 +275,7 @@ def test_one_iteration_with_the_trainer_on_another_host(tmp_path):
     robot_run, trainer_run = tmp_path / "robot_run", tmp_path / "trainer_run"
     robot_run.mkdir()
     trainer_run.mkdir()
-    config = yaml.safe_load(CONFIG.read_text())
+    config = yaml.safe_load(default_config().read_text())
     config["simulated_human"]["ros__parameters"]["target_intervention_rate"] = 0.9  # as test_session_sim
     (tmp_path / "sim.yaml").write_text(yaml.safe_dump(config))
     args = argparse.Namespace(

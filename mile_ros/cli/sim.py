@@ -33,13 +33,6 @@ def default_config() -> Path:
     return find_data("config", "sim.yaml")
 
 
-def __getattr__(name: str) -> Path:
-    # CONFIG: the default parameter file, looked up when asked rather than at import time.
-    if name == "CONFIG":
-        return default_config()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def domain_id(text: str) -> int:
     try:
         value = int(text)
