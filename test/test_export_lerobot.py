@@ -283,7 +283,6 @@ def test_bench_lerobot_prints_the_exports_size_and_time_per_thousand_steps(tmp_p
 def test_a_bag_the_recorder_node_recorded_exports_and_loads(tmp_path, lerobot_python):
     """The recorder node in its own process over DDS, with the camera, then `bags info`, the export, LeRobot."""
     from sensor_msgs.msg import Image
-    from std_srvs.srv import Trigger
 
     from mile_ros.graph.topics import ACTION_NAMES
     from mile_ros.nodes.common import to_time, vector_msg
@@ -301,8 +300,7 @@ def test_a_bag_the_recorder_node_recorded_exports_and_loads(tmp_path, lerobot_py
         for topic in ("/mile/observation", "/mile/executed_action", "/camera/image_raw", "/episode/end"):
             probe.wait_matched(topic)
         info = json.dumps({"iteration": 0, "mode": "train", "episode": 0, "task": "drawer-open-v3"})
-        probe.set_params("recorder_node", {"bag_path": str(bag), "episode_info": info})
-        assert probe.call("/recorder/start", Trigger).success
+        probe.record("recorder_node", str(bag), json.loads(info))  # a lifecycle node: configure, activate
         for i in range(25):
             stamp = 10**9 + i * 50_000_000
             obs, robot = rng.normal(size=OBS_DIM), rng.uniform(-1, 1, 4)
@@ -324,10 +322,7 @@ def test_a_bag_the_recorder_node_recorded_exports_and_loads(tmp_path, lerobot_py
         end = 10**9 + 25 * 50_000_000
         names = ["steps", "success", "return", "duration_s"]
         probe.publish("/episode/end", vector_msg(end, names, [25, 1.0, 0.0, 25 * 0.05], "success"))
-        deadline = time.monotonic() + 30
-        while not (res := probe.call("/recorder/stop", Trigger)).success and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert res.success, res.message
+        probe.stop_recording("recorder_node", str(bag))  # deactivate (drains, closes), cleanup
     finally:
         node.stop()
         probe.close()

@@ -194,6 +194,16 @@ def test_an_episode_stopped_before_its_end_is_kept_but_never_trained_on(recorder
     for i in range(15):
         publish_step(probe, 10**9 + i * 5 * 10**7, np.full(3, float(i)), np.zeros(4))
         time.sleep(0.002)
+    # Without an episode end, deactivate waits only drain_s (1 s here): on a loaded machine, let every
+    # step reach the bag first (it is flushed message by message).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if len(episode_steps(read_bag(bag)).stamps) == 15:
+                break
+        except BagError:  # nothing flushed yet
+            pass
+        time.sleep(0.1)
     assert stop(probe, bag)["complete"] is False
     read = read_bag(bag)
     assert read.metadata["complete"] is False and "stopped before it ended" in read.metadata["interrupted"]
